@@ -1,0 +1,1 @@
+"""Shared vocabulary of ptsed: errors and small data types used by every stage."""

@@ -1,0 +1,1 @@
+"""ptsed.models."""

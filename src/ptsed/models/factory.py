@@ -1,0 +1,220 @@
+"""``create_model``: the one way to build a ptsed model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ptsed.core.errors import CheckpointError, ConfigError
+from ptsed.heads.sed_head import HeadConfig
+from ptsed.hub import checkpoint as ckpt
+from ptsed.models.sed_model import SEDModel
+from ptsed.models.zoo import STRONG_VOCAB, WEAK_VOCAB, get_pretrained_spec
+
+
+def create_model(
+    name: str,
+    pretrained: bool = True,
+    checkpoint_path: str | Path | None = None,
+    *,
+    head: str | None = None,
+    num_classes: int | None = None,
+    labels: Sequence[str] | None = None,
+    rnn_dim: int = 2048,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> SEDModel:
+    """Build a model of the zoo, in eval mode.
+
+    Args:
+        name: ``arch`` or ``arch.tag`` (``"beats"`` = ``"beats.as_strong"``, ``"m2d.ssl"``), or ``"demo"``.
+        pretrained: load the released checkpoint of ``name`` (downloaded into the cache on first use).
+            With ``False`` the weights are random.
+        checkpoint_path: load this file instead: an upstream released file (any stage, student or
+            teacher form, detected from its keys) or a ptsed checkpoint (self-describing; ``name``
+            is then only a fallback).
+        head: ``None`` (the form the file holds), ``"student"`` (no BiGRU) or ``"teacher"``
+            (BiGRU, ``rnn_dim`` hidden units per direction, fresh if the file has none).
+        num_classes: number of output classes; when it differs from the file's heads, fresh heads are
+            made (e.g. 447 on a weak or ssl checkpoint).
+        labels: class names in output order (defaults to the vocabulary of the checkpoint).
+        rnn_dim: BiGRU size for ``head="teacher"`` when the file has no BiGRU.
+        device: move the model there.
+        progress: show a progress bar when downloading.
+        **overrides: keyword arguments of the architecture's builder (e.g. reduced depth for tests).
+
+    Returns:
+        An :class:`SEDModel` in eval mode; ``model.labels`` lists its classes.
+    """
+    if name == "demo" and checkpoint_path is None:
+        from ptsed.models.demo import demo_checkpoint_path
+
+        checkpoint_path = demo_checkpoint_path()
+    state: dict[str, torch.Tensor] | None = None
+    meta: dict[str, Any] = {}
+    if checkpoint_path is not None:
+        obj = ckpt.load_file(checkpoint_path)
+        if ckpt.is_ptsed_checkpoint(obj):
+            return _from_ptsed_checkpoint(
+                obj, str(checkpoint_path), device=device, labels=labels, **overrides
+            )
+        spec = get_pretrained_spec(name)
+        state = ckpt.released_to_ptsed(spec.arch, obj)
+        meta["source"] = str(checkpoint_path)
+    else:
+        spec = get_pretrained_spec(name)
+        if not spec.implemented:
+            raise ConfigError(f"model {spec.name!r} is listed in the zoo but not implemented yet")
+        if pretrained:
+            from ptsed.hub.fetch import fetch_checkpoint
+
+            path = fetch_checkpoint(spec, progress=progress)
+            state = ckpt.released_to_ptsed(spec.arch, ckpt.load_file(path))
+
+    head_cfg = ckpt.detect_head_config(state, spec.head) if state is not None else spec.head
+    vocabulary = spec.vocabulary if head_cfg.n_strong == spec.head.n_strong else None
+    if vocabulary is None and head_cfg.n_strong in (447, 527):
+        vocabulary = STRONG_VOCAB if head_cfg.n_strong == 447 else WEAK_VOCAB
+    fresh_heads = False
+    if head == "teacher" and head_cfg.rnn_dim is None:
+        head_cfg = replace(head_cfg, rnn_dim=rnn_dim)
+        fresh_heads = True
+    elif head == "student" and head_cfg.rnn_dim is not None:
+        head_cfg = replace(head_cfg, rnn_dim=None)
+        fresh_heads = True
+    elif head not in (None, "teacher", "student"):
+        raise ConfigError(f"head must be None, 'student' or 'teacher', not {head!r}")
+    if num_classes is not None and num_classes != head_cfg.n_strong:
+        head_cfg = replace(head_cfg, n_strong=num_classes, n_weak=None)
+        fresh_heads = True
+        vocabulary = {447: STRONG_VOCAB, 527: WEAK_VOCAB}.get(num_classes)
+    if labels is not None:
+        vocabulary = None
+        if head_cfg.n_strong == 0:
+            head_cfg = replace(head_cfg, n_strong=len(labels), n_weak=None)
+            fresh_heads = True
+        if len(labels) != head_cfg.n_strong:
+            raise ConfigError(f"{len(labels)} labels given for a head of {head_cfg.n_strong} classes")
+
+    frontend, backbone = spec.arch.build_parts(**overrides)
+    model = SEDModel(
+        frontend,
+        backbone,
+        head_cfg,
+        name=spec.name,
+        labels=labels,
+        vocabulary=vocabulary,
+        arch=spec.arch.name,
+        builder_kwargs=overrides,
+    )
+    if state is not None:
+        if fresh_heads:
+            state = ckpt.drop_heads(state, keep_rnn=head_cfg.rnn_dim is not None)
+            if head == "student":
+                state = ckpt.drop_heads(state, keep_rnn=False)
+        load_state_dict(model, state, allow_missing_heads=fresh_heads, source=meta.get("source", spec.name))
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def load_state_dict(
+    model: SEDModel, state: dict[str, torch.Tensor], *, allow_missing_heads: bool = False, source: str = ""
+) -> None:
+    """Load a ptsed-keyed state dict, failing with a clear message on any layout mismatch.
+
+    Front-end buffers that ptsed computes itself may be absent; head keys may be absent only when fresh
+    heads were asked for.
+    """
+    own = model.state_dict()
+    bad_shapes = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    if bad_shapes:
+        raise CheckpointError(
+            f"checkpoint {source!r} does not fit model {model.name!r}: {len(bad_shapes)} tensors have other "
+            f"shapes (first: {bad_shapes[0]})"
+        )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [
+        k
+        for k in missing
+        if not k.startswith("frontend.") and not (allow_missing_heads and k.startswith("head."))
+    ]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first: {missing[0]!r})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]!r})")
+        raise CheckpointError(f"checkpoint {source!r} does not fit model {model.name!r}: " + ", ".join(parts))
+
+
+def _from_ptsed_checkpoint(
+    obj: dict[str, Any], source: str, *, device: Any, labels: Sequence[str] | None, **overrides: Any
+) -> SEDModel:
+    """Build a model from ptsed's self-describing checkpoint format."""
+    version = obj.get("format_version")
+    if version != ckpt.PTSED_FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {source!r} has format_version {version!r}; this ptsed reads 1")
+    config = obj.get("config", {})
+    arch = config.get("arch")
+    if arch is None:
+        raise CheckpointError(f"checkpoint {source!r} names no architecture in its config")
+    spec = get_pretrained_spec(arch)
+    head_cfg = HeadConfig(**config.get("head", {}))
+    frontend, backbone = spec.arch.build_parts(**{**config.get("builder_kwargs", {}), **overrides})
+    model = SEDModel(
+        frontend,
+        backbone,
+        head_cfg,
+        name=obj.get("model", Path(source).stem),
+        labels=labels if labels is not None else obj.get("labels"),
+        vocabulary=config.get("vocabulary"),
+        window_s=float(config.get("window_s", 10.0)),
+        arch=spec.arch.name,
+        builder_kwargs={**config.get("builder_kwargs", {}), **overrides},
+    )
+    load_state_dict(model, obj["state_dict"], source=source)
+    model.checkpoint_extra = {k: v for k, v in obj.items() if k != "state_dict"}
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def save_checkpoint(
+    model: SEDModel, path: str | Path, *, builder_kwargs: dict[str, Any] | None = None, **extra: Any
+) -> Path:
+    """Write ``model`` in ptsed's self-describing format (weights, config, labels, ``extra`` fields).
+
+    ``extra`` may carry e.g. ``postprocess={"thresholds": {...}, "median_filter_s": {...}}``.
+    """
+    obj = {
+        "format_version": ckpt.PTSED_FORMAT_VERSION,
+        "model": model.name,
+        "config": {
+            "arch": model.arch,
+            "head": model.head_config.to_dict(),
+            "builder_kwargs": builder_kwargs if builder_kwargs is not None else model.builder_kwargs,
+            "vocabulary": model.vocabulary,
+            "window_s": model.window_s,
+        },
+        "labels": model.labels,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **extra,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+    return path

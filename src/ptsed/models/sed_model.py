@@ -1,0 +1,143 @@
+"""SEDModel = front-end + backbone + head, the one model class of ptsed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ptsed.backbones.base import Backbone
+from ptsed.frontends.base import Frontend
+from ptsed.heads.sed_head import HeadConfig, SEDHead
+
+FRAME_HOP_S = 0.04
+"""Hop of the output frame grid in seconds: 250 frames per 10 s."""
+
+
+@dataclass
+class SEDOutput:
+    """What a model returns for a waveform batch.
+
+    Attributes:
+        strong_logits: frame logits (B, K, T), T = 25 frames per second (250 per 10 s); ``None`` for a
+            head-less model. Probabilities (not logits) for ``head_type="attention"``.
+        weak_logits: clip logits (B, K_weak), or ``None``.
+        sequence: the backbone output (B, S, D) before resampling to the frame grid.
+    """
+
+    strong_logits: torch.Tensor | None
+    weak_logits: torch.Tensor | None
+    sequence: torch.Tensor
+
+
+class SEDModel(nn.Module):
+    """A complete sound event detection model.
+
+    Call it on a waveform batch (B, N) at ``sample_rate``; the front-end runs inside. Build it with
+    :func:`ptsed.create_model`, which returns it in eval mode.
+
+    Attributes:
+        name: zoo name (``"beats.as_strong"``), or the name of a fine-tuned checkpoint.
+        arch: architecture name (``"beats"``); ``builder_kwargs`` are the builder's overrides.
+        sample_rate: input sample rate in Hz.
+        frame_hop_s: hop of the output frames in seconds (0.04).
+        window_s: clip length in seconds the model was trained on (10 s); inference cuts windows of it.
+    """
+
+    def __init__(
+        self,
+        frontend: Frontend,
+        backbone: Backbone,
+        head_config: HeadConfig | None = None,
+        *,
+        name: str = "",
+        labels: Sequence[str] | None = None,
+        vocabulary: str | None = None,
+        window_s: float = 10.0,
+        arch: str = "",
+        builder_kwargs: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.backbone = backbone
+        self.head = SEDHead(backbone.embed_dim, head_config)
+        self.name = name
+        self.sample_rate = frontend.sample_rate
+        self.frame_hop_s = FRAME_HOP_S
+        self.window_s = window_s
+        self.vocabulary = vocabulary
+        self.arch = arch or name.partition(".")[0]
+        self.builder_kwargs = dict(builder_kwargs or {})
+        self.checkpoint_extra: dict = {}
+        self._labels = list(labels) if labels is not None else None
+
+    # -- metadata -----------------------------------------------------------------------------------------
+    @property
+    def head_config(self) -> HeadConfig:
+        return self.head.config
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.config.n_strong
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names in output order (resolved from the label vocabulary on first use)."""
+        if self._labels is None:
+            if self.vocabulary is None:
+                self._labels = [f"class_{i}" for i in range(self.num_classes)]
+            else:
+                from ptsed.hub.labels import get_labels
+
+                self._labels = get_labels(self.vocabulary)
+        if len(self._labels) != self.num_classes and self.num_classes > 0:
+            raise RuntimeError(
+                f"model {self.name!r} has {self.num_classes} outputs but {len(self._labels)} labels"
+            )
+        return list(self._labels)
+
+    @labels.setter
+    def labels(self, value: Sequence[str]) -> None:
+        self._labels = list(value)
+
+    def frames_for(self, num_samples: int) -> int:
+        """Number of output frames for ``num_samples`` input samples (250 for 10 s)."""
+        return max(1, round(num_samples / self.sample_rate / self.frame_hop_s))
+
+    # -- computation ----------------------------------------------------------------------------------
+    def features(self, waveform: torch.Tensor) -> torch.Tensor:
+        """waveform (B, N) -> front-end features (B, 1, F, T_feat)."""
+        if waveform.dim() == 1:
+            waveform = waveform.unsqueeze(0)
+        if waveform.dim() != 2:
+            raise ValueError(f"expected a waveform batch of shape (B, N), got {tuple(waveform.shape)}")
+        return self.frontend(waveform)
+
+    def forward_features(self, features: torch.Tensor, num_frames: int | None = None) -> SEDOutput:
+        """features (B, 1, F, T_feat) -> :class:`SEDOutput` with ``num_frames`` output frames (250)."""
+        sequence = self.backbone(features)
+        if not self.head.has_heads:
+            return SEDOutput(None, None, sequence)
+        strong, weak = self.head(sequence, num_frames or 250)
+        return SEDOutput(strong, weak, sequence)
+
+    def forward(self, waveform: torch.Tensor) -> SEDOutput:
+        """waveform (B, N) at ``sample_rate`` -> :class:`SEDOutput`; T = N / sample_rate / 0.04 frames."""
+        return self.forward_features(self.features(waveform), self.frames_for(waveform.shape[-1]))
+
+    def embed(self, waveform: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """Frame embeddings (B, T, D) on the 40 ms grid.
+
+        ``layer=None`` gives the head input (after the BiGRU for teachers); an integer picks the output
+        of that backbone block (negative counts from the top), resampled to the frame grid.
+        """
+        feats = self.features(waveform)
+        num_frames = self.frames_for(waveform.shape[-1])
+        if layer is None:
+            return self.head.embed(self.backbone(feats), num_frames)
+        from ptsed.heads.sed_head import resample_sequence
+
+        seq = self.backbone.forward_intermediates(feats, [layer])[0]
+        return resample_sequence(seq, num_frames)
