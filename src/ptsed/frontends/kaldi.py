@@ -211,21 +211,23 @@ class KaldiFbank(Frontend):
                 f"input of {n} samples is shorter than one {c.frame_length_ms:g} ms analysis window "
                 f"({c.window_samples} samples at {c.sample_rate} Hz)"
             )
-        x = waveform.to(self.window.dtype)
-        if c.input_scale != 1.0:
-            x = x * c.input_scale
-        if c.subtract_clip_mean:
-            x = x - x.mean(dim=-1, keepdim=True)
-        frames = x.unfold(-1, c.window_samples, c.hop_samples)  # (B, T, W), a view
-        if c.remove_dc_offset:
-            frames = frames - frames.mean(dim=-1, keepdim=True)
-        if c.preemphasis != 0.0:
-            previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
-            frames = frames - c.preemphasis * previous
-        frames = frames * self.window
-        power = torch.fft.rfft(frames, n=c.n_fft).abs().pow(2.0)  # (B, T, n_fft // 2 + 1)
-        mel = torch.matmul(power, self.mel_banks)  # (B, T, F)
-        return mel.clamp_min(FLOAT32_EPS).log()
+        # the reference runs in float32 even under mixed precision: keep autocast out of the FFT and the log
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            x = waveform.to(self.window.dtype)
+            if c.input_scale != 1.0:
+                x = x * c.input_scale
+            if c.subtract_clip_mean:
+                x = x - x.mean(dim=-1, keepdim=True)
+            frames = x.unfold(-1, c.window_samples, c.hop_samples)  # (B, T, W), a view
+            if c.remove_dc_offset:
+                frames = frames - frames.mean(dim=-1, keepdim=True)
+            if c.preemphasis != 0.0:
+                previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+                frames = frames - c.preemphasis * previous
+            frames = frames * self.window
+            power = torch.fft.rfft(frames, n=c.n_fft).abs().pow(2.0)  # (B, T, n_fft // 2 + 1)
+            mel = torch.matmul(power, self.mel_banks)  # (B, T, F)
+            return mel.clamp_min(FLOAT32_EPS).log()
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """waveform (B, N) at ``sample_rate`` -> features (B, 1, F, T) (or (B, 1, T, F), see ``layout``)."""

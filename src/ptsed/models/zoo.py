@@ -120,6 +120,7 @@ ARCHS: dict[str, ArchSpec] = {
             title="ATST-Frame",
             builder="ptsed.backbones.atst_frame:build",
             key_prefixes=(("model.atst_mel.", "frontend."), ("model.atst.", "backbone.")),
+            ignore_released=("model.atst_mel.",),
             frontend="64-bin mel (1024-pt STFT, hop 10 ms), dB, min-max scaling",
             reference="Li et al., Self-supervised Audio Teacher-Student Transformer for Both Clip-level "
             "and Frame-level Tasks, IEEE/ACM TASLP 2024 (arXiv:2306.04186)",
@@ -131,6 +132,7 @@ ARCHS: dict[str, ArchSpec] = {
             title="BEATs",
             builder="ptsed.backbones.beats:build",
             key_prefixes=(("model.model.", "backbone."), ("model.beats.", "backbone.")),
+            convert_hook="ptsed.backbones.beats:convert_released",
             frontend="Kaldi fbank, 128 bins, fixed mean/std normalisation",
             reference="Chen et al., BEATs: Audio Pre-Training with Acoustic Tokenizers, ICML 2023 "
             "(arXiv:2212.09058)",
@@ -163,7 +165,13 @@ ARCHS: dict[str, ArchSpec] = {
             upstream_name="M2D",
             title="M2D",
             builder="ptsed.backbones.m2d:build",
-            key_prefixes=(("model.m2d.", "backbone."), ("model.", "backbone.")),
+            key_prefixes=(
+                ("model.backbone.", "backbone."),
+                ("model.m2d.backbone.", "backbone."),
+                ("model.to_spec.", "frontend.to_spec."),
+                ("model.m2d.to_spec.", "frontend.to_spec."),
+            ),
+            ignore_released=("model.to_spec.", "model.m2d.to_spec."),
             frontend="80-bin log-mel (400-pt STFT, hop 10 ms), fixed normalisation -7.1 / 4.2",
             reference="Niizumi et al., M2D-CLAP: Masked Modeling Duo Meets CLAP, Interspeech 2024 "
             "(arXiv:2406.02032)",
