@@ -133,11 +133,13 @@ class SEDModel(nn.Module):
         ``layer=None`` gives the head input (after the BiGRU for teachers); an integer picks the output
         of that backbone block (negative counts from the top), resampled to the frame grid.
         """
-        feats = self.features(waveform)
-        num_frames = self.frames_for(waveform.shape[-1])
+        return self.embed_features(self.features(waveform), self.frames_for(waveform.shape[-1]), layer)
+
+    def embed_features(self, features: torch.Tensor, num_frames: int = 250, layer: int | None = None) -> torch.Tensor:
+        """Front-end features (B, 1, F, T_feat) -> frame embeddings (B, num_frames, D); see :meth:`embed`."""
         if layer is None:
-            return self.head.embed(self.backbone(feats), num_frames)
+            return self.head.embed(self.backbone(features), num_frames)
         from ptsed.heads.sed_head import resample_sequence
 
-        seq = self.backbone.forward_intermediates(feats, [layer])[0]
+        seq = self.backbone.forward_intermediates(features, [layer])[0]
         return resample_sequence(seq, num_frames)
