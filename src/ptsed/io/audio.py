@@ -1,0 +1,669 @@
+"""The one audio reader of ptsed: decode, mix to mono, resample, in blocks.
+
+Every part of ptsed that needs samples (inference, evaluation, training, plotting) reads them here, so
+files are decoded the same way everywhere and bad files fail with the same clear message.
+
+- WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ... are decoded with soundfile (libsndfile).
+- M4A/AAC, MP4, WebM, MKV, MOV and other compressed or video containers are decoded with PyAV
+  (``pip install 'ptsed[media]'``); PyAV is also the fallback for files libsndfile does not recognise.
+- Any sample rate is resampled with soxr (quality ``HQ``, the resampler ``librosa.load`` uses by
+  default), through :class:`soxr.ResampleStream`, so a long file is decoded block by block and memory
+  does not grow with its length. The output length is ``ceil(N * sr / sr_file)``, as ``librosa.load``.
+- Any channel count: mixed to mono by the channel mean (as ``librosa.load(mono=True)``), or kept.
+- Samples are float32; integer PCM is scaled by ``1 / 2**(bits - 1)`` (int16 / 32768).
+
+Files that cannot be used raise :class:`ptsed.core.errors.AudioError` with a message naming the file:
+missing, empty (0 bytes or 0 samples), truncated, not audio, without an audio stream, or holding NaN or
+infinite samples (ptsed rejects such files; it does not repair them).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ptsed.core.errors import AudioError
+
+SOUNDFILE_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
+     ".w64", ".rf64", ".caf"}
+)  # fmt: skip
+"""Extensions decoded with soundfile (libsndfile)."""
+
+MEDIA_EXTENSIONS = frozenset(
+    {".m4a", ".m4b", ".aac", ".mp4", ".m4v", ".mov", ".webm", ".mkv", ".mka", ".wma", ".wmv", ".avi",
+     ".3gp", ".amr", ".ac3", ".mpg", ".mpeg", ".ts", ".flv"}
+)  # fmt: skip
+"""Extensions decoded with PyAV (FFmpeg)."""
+
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | MEDIA_EXTENSIONS
+"""Extensions that folder and glob inputs pick up by default."""
+
+LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
+"""Inputs with these extensions (or prefixed with ``@``) are list files: one audio path per line."""
+
+DEFAULT_BLOCK_S = 30.0
+"""Seconds of audio decoded per block by :func:`stream_audio`."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# metadata
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file says about itself, before decoding.
+
+    Attributes:
+        path: the file.
+        sample_rate: the file's sample rate in Hz.
+        channels: number of channels.
+        num_samples: samples per channel at ``sample_rate`` as declared by the file, or ``None`` when the
+            container does not say (some streams); decoding may find fewer (truncated file).
+        backend: ``"soundfile"`` or ``"av"``.
+        format: container/codec description (``"WAV PCM_16"``, ``"mp4 aac"``).
+    """
+
+    path: str
+    sample_rate: int
+    channels: int
+    num_samples: int | None
+    backend: str
+    format: str
+
+    @property
+    def duration_s(self) -> float | None:
+        """Declared duration in seconds (``None`` when unknown)."""
+        return None if self.num_samples is None else self.num_samples / self.sample_rate
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(f"audio file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise AudioError(f"{str(path)!r} is not a file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"audio file {str(path)!r} is empty (0 bytes)")
+
+
+def _wav_truncation(path: Path) -> str | None:
+    """For a RIFF/WAVE file: a message when the ``data`` chunk runs past the end of the file, else None.
+
+    libsndfile silently shortens such files to what is there; ptsed reports them as truncated.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                if csize in (0, 0xFFFFFFFF):  # size unknown (streamed writer): nothing to check
+                    return None
+                end = pos + 8 + csize
+                if end > size:
+                    return f"the data chunk declares {csize} bytes but only {size - pos - 8} are present"
+                return None
+            pos += 8 + csize + (csize & 1)
+    return None
+
+
+def _soundfile_info(path: Path) -> AudioInfo:
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    return AudioInfo(
+        path=str(path),
+        sample_rate=int(info.samplerate),
+        channels=int(info.channels),
+        num_samples=int(info.frames),
+        backend="soundfile",
+        format=f"{info.format} {info.subtype}",
+    )
+
+
+def _import_av(path: Path):  # noqa: ANN202 - av is optional
+    try:
+        import av
+    except ImportError as err:
+        raise AudioError(
+            f"reading {str(path)!r} ({path.suffix or 'no extension'}) needs PyAV: pip install 'ptsed[media]'"
+        ) from err
+    return av
+
+
+def _short_error(err: Exception, path: Path) -> str:
+    """A decoder's error message without the file name and errno noise it repeats."""
+    msg = str(err)
+    for noise in (f"Error opening {str(path)!r}: ", f": {str(path)!r}"):
+        msg = msg.replace(noise, "")
+    if msg.startswith("[Errno") and "] " in msg:
+        msg = msg.split("] ", 1)[1]
+    return msg.strip().rstrip(".")
+
+
+def _av_open(path: Path):  # noqa: ANN202
+    av = _import_av(path)
+    try:
+        container = av.open(str(path))
+    except Exception as err:  # av.error.* and OSError
+        raise AudioError(
+            f"{str(path)!r} is not an audio or video file ptsed can read (PyAV: {_short_error(err, path)})"
+        ) from err
+    if not container.streams.audio:
+        container.close()
+        raise AudioError(f"{str(path)!r} has no audio stream")
+    return container
+
+
+def _av_stream_info(path: Path, container) -> AudioInfo:  # noqa: ANN001
+    stream = container.streams.audio[0]
+    rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+    if rate <= 0:
+        raise AudioError(f"{str(path)!r}: the audio stream has no sample rate")
+    channels = int(stream.codec_context.channels or 0) if hasattr(stream.codec_context, "channels") else 0
+    if not channels:
+        channels = len(stream.layout.channels)
+    num = None
+    if stream.duration is not None and stream.time_base is not None:
+        num = int(round(float(stream.duration * stream.time_base) * rate))
+    elif container.duration is not None:
+        num = int(round(container.duration / 1_000_000 * rate))
+    fmt = f"{container.format.name} {stream.codec_context.name}"
+    return AudioInfo(str(path), rate, channels, num, "av", fmt)
+
+
+def _use_av_first(path: Path) -> bool:
+    return path.suffix.lower() in MEDIA_EXTENSIONS
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """Sample rate, channels and declared length of an audio file, without decoding it.
+
+    Raises:
+        AudioError: missing, empty or unreadable file.
+    """
+    path = Path(path)
+    _check_file(path)
+    if _use_av_first(path):
+        container = _av_open(path)
+    else:
+        try:
+            return _soundfile_info(path)
+        except Exception as sf_err:
+            reasons = [f"soundfile: {_short_error(sf_err, path)}"]
+            try:
+                av = _import_av(path)
+            except AudioError:
+                av = None
+                reasons.append("PyAV, which reads more formats, is not installed")
+            container = None
+            if av is not None:
+                try:
+                    container = av.open(str(path))
+                except Exception as av_err:
+                    reasons.append(f"PyAV: {_short_error(av_err, path)}")
+            if container is None:
+                why = "; ".join(reasons)
+                raise AudioError(f"{str(path)!r} is not an audio file ptsed can read ({why})") from sf_err
+            if not container.streams.audio:
+                container.close()
+                raise AudioError(f"{str(path)!r} has no audio stream") from sf_err
+    try:
+        return _av_stream_info(path, container)
+    finally:
+        container.close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# decoding
+# ----------------------------------------------------------------------------------------------------
+def _soundfile_blocks(
+    path: Path, info: AudioInfo, block: int, start: int = 0, stop: int | None = None
+) -> Iterator[np.ndarray]:
+    """(n, C) float32 blocks of samples ``[start, stop)``; AudioError on decoder errors and truncation."""
+    import soundfile as sf
+
+    reason = _wav_truncation(path)
+    if reason:
+        raise AudioError(f"audio file {str(path)!r} is truncated: {reason}")
+    total = 0
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            if start > 0:
+                fh.seek(min(start, fh.frames))
+            pos = fh.tell()
+            while stop is None or pos < stop:
+                data = fh.read(block if stop is None else min(block, stop - pos), dtype="float32", always_2d=True)
+                if len(data) == 0:
+                    break
+                total += len(data)
+                pos += len(data)
+                yield data
+    except AudioError:
+        raise
+    except Exception as err:
+        raise AudioError(
+            f"audio file {str(path)!r} is truncated or corrupted: decoding failed after "
+            f"{(start + total) / info.sample_rate:.2f} s ({err})"
+        ) from err
+    declared = info.num_samples or 0
+    if start == 0 and stop is None and declared - total > max(2048, 0.005 * declared):
+        raise AudioError(
+            f"audio file {str(path)!r} is truncated: its header declares {declared / info.sample_rate:.2f} s "
+            f"but only {total / info.sample_rate:.2f} s could be decoded"
+        )
+
+
+_AV_SCALE = {"u8": None, "s16": 1 / 32768.0, "s32": 1 / 2147483648.0, "s64": 1 / 9223372036854775808.0}
+
+
+def _av_frame_array(frame, channels: int) -> np.ndarray:  # noqa: ANN001
+    """A decoded PyAV audio frame as (n, C) float32."""
+    arr = frame.to_ndarray()
+    name = frame.format.name.rstrip("p")
+    arr = arr.T if frame.format.is_planar else arr.reshape(-1, channels)  # -> (n, C)
+    if name == "u8":
+        out = (arr.astype(np.float32) - 128.0) / 128.0
+    elif name in _AV_SCALE:
+        out = arr.astype(np.float32) * np.float32(_AV_SCALE[name])
+    else:  # flt, dbl
+        out = arr.astype(np.float32, copy=False)
+    return np.ascontiguousarray(out)
+
+
+def _av_blocks(
+    path: Path, info: AudioInfo, block: int, start: int = 0, stop: int | None = None
+) -> Iterator[np.ndarray]:
+    """(n, C) float32 blocks of samples ``[start, stop)`` from PyAV, trimmed to the declared stream length
+    (samples before ``start`` are decoded and skipped)."""
+    container = _av_open(path)
+    try:
+        stream = container.streams.audio[0]
+        stream.thread_type = "AUTO"
+        pending: list[np.ndarray] = []
+        pending_n = 0
+        total = 0
+        limit = info.num_samples if info.num_samples else None
+        if stop is not None:
+            limit = stop if limit is None else min(limit, stop)
+        try:
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    arr = _av_frame_array(frame, info.channels)
+                    if arr.shape[1] != info.channels:
+                        raise AudioError(f"{str(path)!r}: the number of channels changes inside the stream")
+                    if limit is not None and total + arr.shape[0] > limit:  # encoder padding past the end
+                        arr = arr[: max(0, limit - total)]
+                    if total < start:
+                        skip = min(start - total, arr.shape[0])
+                        total += skip
+                        arr = arr[skip:]
+                    total += arr.shape[0]
+                    if arr.shape[0]:
+                        pending.append(arr)
+                        pending_n += arr.shape[0]
+                    if pending_n >= block:
+                        yield np.concatenate(pending)
+                        pending, pending_n = [], 0
+                    if limit is not None and total >= limit:
+                        break
+                if limit is not None and total >= limit:
+                    break
+        except AudioError:
+            raise
+        except Exception as err:
+            raise AudioError(
+                f"audio file {str(path)!r} is truncated or corrupted: decoding failed after "
+                f"{total / info.sample_rate:.2f} s ({err})"
+            ) from err
+        if pending:
+            yield np.concatenate(pending)
+        if start == 0 and stop is None and limit and limit - total > max(0.01 * limit, info.sample_rate):
+            raise AudioError(
+                f"audio file {str(path)!r} is truncated: the container declares {limit / info.sample_rate:.2f} s "
+                f"but only {total / info.sample_rate:.2f} s could be decoded"
+            )
+    finally:
+        container.close()
+
+
+class AudioStream:
+    """Decoded audio of one file, block by block, mixed and resampled on the fly.
+
+    Iterate to get float32 blocks: (n,) when ``mono`` else (C, n), at ``sample_rate``. Blocks hold about
+    ``block_s`` seconds (the last one less). After the iteration, :attr:`num_samples` is the total number of
+    output samples per channel (``ceil(N_file * sample_rate / sr_file)``).
+
+    Args:
+        path: the audio file.
+        sample_rate: output rate in Hz; ``None`` keeps the file's rate.
+        mono: mix all channels to one (channel mean); otherwise keep them.
+        block_s: seconds decoded per block.
+        check_finite: raise :class:`AudioError` on NaN or infinite samples.
+        offset_s: start reading here (seconds; soundfile formats seek, others decode and skip).
+        duration_s: read at most this many seconds (``None``: to the end). A segment past the end is empty.
+
+    Raises (while iterating, or on construction for missing/unreadable files):
+        AudioError: with a message naming the file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        sample_rate: int | None = None,
+        *,
+        mono: bool = True,
+        block_s: float = DEFAULT_BLOCK_S,
+        check_finite: bool = True,
+        offset_s: float = 0.0,
+        duration_s: float | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.info = audio_info(self.path)
+        self.sample_rate = int(sample_rate or self.info.sample_rate)
+        self.mono = mono
+        self.channels = 1 if mono else self.info.channels
+        self.block_s = float(block_s)
+        self.check_finite = check_finite
+        sr_file = self.info.sample_rate
+        self._start = max(0, int(round(offset_s * sr_file)))
+        self._stop = None if duration_s is None else self._start + max(0, int(round(duration_s * sr_file)))
+        self.num_samples: int | None = None
+        self.num_file_samples: int | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Decoded duration in seconds after the iteration, else the declared duration."""
+        if self.num_samples is not None:
+            return self.num_samples / self.sample_rate
+        return self.info.duration_s
+
+    def _raw_blocks(self) -> Iterator[np.ndarray]:
+        block = max(1, int(round(self.block_s * self.info.sample_rate)))
+        reader = _soundfile_blocks if self.info.backend == "soundfile" else _av_blocks
+        return reader(self.path, self.info, block, self._start, self._stop)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        sr_in, sr_out = self.info.sample_rate, self.sample_rate
+        resampler = None
+        if sr_in != sr_out:
+            import soxr
+
+            resampler = soxr.ResampleStream(sr_in, sr_out, self.channels, dtype="float32", quality="HQ")
+        n_in = 0
+        n_out = 0
+        held: np.ndarray | None = None  # one block is held back so the end can be trimmed/padded exactly
+        for raw in self._raw_blocks():
+            if self.check_finite and not np.isfinite(raw).all():
+                bad = int(np.argwhere(~np.isfinite(raw))[0, 0]) + n_in
+                raise AudioError(
+                    f"audio file {str(self.path)!r} holds NaN or infinite samples (first at "
+                    f"{bad / sr_in:.3f} s); ptsed does not repair audio, fix or remove the file"
+                )
+            n_in += raw.shape[0]
+            data = raw.mean(axis=1, dtype=np.float32) if self.mono else raw
+            if resampler is not None:
+                data = resampler.resample_chunk(data)
+            if data.shape[0] == 0:
+                continue
+            if held is not None:
+                n_out += held.shape[0]
+                yield self._shape(held)
+            held = data
+        if n_in == 0 and self._start == 0 and self._stop is None:
+            raise AudioError(f"audio file {str(self.path)!r} holds no audio samples (0 s)")
+        if resampler is not None:
+            tail = resampler.resample_chunk(self._empty(), last=True)
+            held = tail if held is None else np.concatenate([held, tail])
+        target = -(-n_in * sr_out // sr_in)  # ceil(n_in * sr_out / sr_in), the length librosa.load gives
+        held = held if held is not None else self._empty()
+        need = target - n_out
+        if need < 0:
+            raise AssertionError("resampler returned more samples than expected")  # pragma: no cover
+        if held.shape[0] > need:
+            held = held[:need]
+        elif held.shape[0] < need:
+            pad = np.zeros((need - held.shape[0], *held.shape[1:]), np.float32)
+            held = np.concatenate([held, pad])
+        self.num_samples = target
+        self.num_file_samples = n_in
+        if held.shape[0]:
+            yield self._shape(held)
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0,) if self.mono else (0, self.channels), np.float32)
+
+    def _shape(self, data: np.ndarray) -> np.ndarray:
+        if self.mono:
+            return np.ascontiguousarray(data, dtype=np.float32)
+        return np.ascontiguousarray(data.T, dtype=np.float32)
+
+
+def stream_audio(
+    path: str | os.PathLike,
+    sample_rate: int | None = None,
+    *,
+    mono: bool = True,
+    block_s: float = DEFAULT_BLOCK_S,
+    check_finite: bool = True,
+    offset_s: float = 0.0,
+    duration_s: float | None = None,
+) -> AudioStream:
+    """Decode a file block by block; see :class:`AudioStream` (iterate it for (n,) or (C, n) blocks)."""
+    return AudioStream(
+        path,
+        sample_rate,
+        mono=mono,
+        block_s=block_s,
+        check_finite=check_finite,
+        offset_s=offset_s,
+        duration_s=duration_s,
+    )
+
+
+def load_audio(
+    path: str | os.PathLike,
+    sample_rate: int | None = None,
+    *,
+    mono: bool = True,
+    check_finite: bool = True,
+    offset_s: float = 0.0,
+    duration_s: float | None = None,
+) -> tuple[np.ndarray, int]:
+    """Decode a whole file, or the segment ``[offset_s, offset_s + duration_s)`` of it.
+
+    Args:
+        path: the audio file (any format :func:`audio_info` reads).
+        sample_rate: output rate in Hz (``None``: the file's rate).
+        mono: mix channels to one (channel mean).
+        check_finite: reject files with NaN or infinite samples.
+        offset_s: start of the segment in seconds (soundfile formats seek there without decoding the rest).
+        duration_s: length of the segment in seconds (``None``: to the end of the file).
+
+    Returns:
+        ``(samples, sample_rate)``: float32 (N,) when ``mono`` else (C, N).
+
+    Raises:
+        AudioError: missing, empty, truncated or non-audio file, or non-finite samples.
+    """
+    stream = stream_audio(
+        path, sample_rate, mono=mono, check_finite=check_finite, offset_s=offset_s, duration_s=duration_s
+    )
+    blocks = list(stream)
+    if not blocks:
+        return np.zeros((0,) if mono else (stream.channels, 0), np.float32), stream.sample_rate
+    return np.concatenate(blocks, axis=-1), stream.sample_rate
+
+
+def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample an in-memory signal (N,) or (C, N) exactly as :func:`stream_audio` would a file.
+
+    Returns float32 of length ``ceil(N * sr_out / sr_in)`` along the last axis.
+    """
+    samples = np.asarray(samples, dtype=np.float32)
+    if sr_in == sr_out:
+        return samples
+    import soxr
+
+    x = samples.T if samples.ndim == 2 else samples
+    y = soxr.resample(x, sr_in, sr_out, quality="HQ")
+    target = -(-samples.shape[-1] * sr_out // sr_in)
+    if y.shape[0] < target:
+        y = np.concatenate([y, np.zeros((target - y.shape[0], *y.shape[1:]), np.float32)])
+    y = y[:target]
+    return np.ascontiguousarray(y.T if samples.ndim == 2 else y, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# finding inputs
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AudioSource:
+    """One input file and the name its results are written under.
+
+    Attributes:
+        path: the file.
+        name: the path relative to the folder it was found in (its base name when given directly), with
+            forward slashes; output files are named after it and it is the ``filename`` column of tables.
+    """
+
+    path: Path
+    name: str
+
+
+def _norm_extensions(extensions: Iterable[str] | None) -> frozenset[str]:
+    if extensions is None:
+        return AUDIO_EXTENSIONS
+    return frozenset(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+
+
+def _scan_folder(root: Path, extensions: frozenset[str], recursive: bool) -> list[AudioSource]:
+    it = root.rglob("*") if recursive else root.glob("*")
+    found = [p for p in it if p.suffix.lower() in extensions and p.is_file()]
+    return [AudioSource(p, p.relative_to(root).as_posix()) for p in sorted(found)]
+
+
+def _read_list_file(path: Path) -> list[AudioSource]:
+    if not path.is_file():
+        raise AudioError(f"list file {str(path)!r} does not exist")
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entry = Path(line).expanduser()
+        name = entry.name if entry.is_absolute() else entry.as_posix()
+        out.append(AudioSource(entry if entry.is_absolute() else path.parent / entry, name))
+    return out
+
+
+def _glob_root(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    root: list[str] = []
+    for part in parts:
+        if glob.has_magic(part):
+            break
+        root.append(part)
+    return Path(*root) if root else Path(".")
+
+
+def list_audio_files(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    extensions: Iterable[str] | None = None,
+    recursive: bool = True,
+) -> list[AudioSource]:
+    """Expand inputs into audio files, each with the name its results are written under.
+
+    Args:
+        inputs: files (taken as they are, whatever their extension), folders (searched for files with
+            ``extensions``, recursively unless ``recursive=False``), glob patterns (``"rec/**/*.flac"``)
+            and list files (``@files.txt``, or any ``.txt``/``.lst``/``.list`` file: one path per line,
+            relative to the list file, ``#`` starts a comment).
+        extensions: extensions picked up in folders and globs (default :data:`AUDIO_EXTENSIONS`).
+        recursive: search folders recursively.
+
+    Returns:
+        The sources in input order (folder contents sorted); a file found twice is listed once.
+        When two sources would get the same name, both get their path relative to their common folder.
+
+    Raises:
+        AudioError: an input that does not exist, a glob or folder that matches nothing.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    exts = _norm_extensions(extensions)
+    out: list[AudioSource] = []
+    for item in inputs:
+        text = os.fspath(item)
+        if text.startswith("@"):
+            out.extend(_read_list_file(Path(text[1:]).expanduser()))
+            continue
+        path = Path(text).expanduser()
+        if path.is_dir():
+            found = _scan_folder(path, exts, recursive)
+            if not found:
+                raise AudioError(f"folder {text!r} holds no files with the extensions {', '.join(sorted(exts))}")
+            out.extend(found)
+        elif path.is_file():
+            if path.suffix.lower() in LIST_EXTENSIONS:
+                out.extend(_read_list_file(path))
+            else:
+                out.append(AudioSource(path, path.name))
+        elif glob.has_magic(text):
+            root = _glob_root(text)
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            matches = [p for p in matches if p.is_file() and p.suffix.lower() in exts]
+            if not matches:
+                raise AudioError(f"the pattern {text!r} matches no audio files")
+            out.extend(AudioSource(p, p.relative_to(root).as_posix()) for p in matches)
+        else:
+            raise AudioError(f"input {text!r} does not exist")
+    return _dedupe(out)
+
+
+def _dedupe(sources: list[AudioSource]) -> list[AudioSource]:
+    seen: set[Path] = set()
+    unique: list[AudioSource] = []
+    for s in sources:
+        key = s.path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(s)
+    by_name: dict[str, list[int]] = {}
+    for i, s in enumerate(unique):
+        by_name.setdefault(s.name, []).append(i)
+    clashes = [i for idx in by_name.values() if len(idx) > 1 for i in idx]
+    if clashes:
+        paths = [unique[i].path.resolve() for i in clashes]
+        common = Path(os.path.commonpath(paths))
+        for i, p in zip(clashes, paths, strict=True):
+            unique[i] = AudioSource(unique[i].path, p.relative_to(common).as_posix())
+    return unique
+
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "MEDIA_EXTENSIONS",
+    "SOUNDFILE_EXTENSIONS",
+    "AudioInfo",
+    "AudioSource",
+    "AudioStream",
+    "audio_info",
+    "list_audio_files",
+    "load_audio",
+    "resample",
+    "stream_audio",
+]
