@@ -162,8 +162,9 @@ class Block(nn.Module):
             return norm_layer(dim) if norm_layer is not None else nn.LayerNorm(dim, eps=eps)
 
         self.norm1 = norm()
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias, attn_drop=attn_drop,
-                              proj_drop=drop)  # fmt: skip
+        self.attn = Attention(
+            dim, num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias, attn_drop=attn_drop, proj_drop=drop
+        )
         self.ls1 = LayerScale(dim, init_values) if init_values is not None else nn.Identity()
         self.norm2 = norm()
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)

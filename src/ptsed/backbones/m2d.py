@@ -1,0 +1,147 @@
+"""M2D backbone (Niizumi et al.): a ViT-Base over 16 x 16 log-mel patches, five frequency rows stacked.
+
+Features (B, 1, 80, T) are encoded in chunks of 1001 frames (10 s; the last chunk is zero-padded to a
+multiple of 16 frames). In each chunk a 16 x 16 conv patchifies the spectrogram into 5 frequency rows x
+``frames // 16`` columns (frequency-major token order), learned position embeddings are added (cut to the
+columns present), the class token is prepended, 12 pre-norm blocks and a final LayerNorm follow. The class
+token is dropped and the 5 rows of each column are concatenated, giving (B, S, 5 * 768) = (B, 62, 3840)
+for 10 s: upstream's ``PortableM2D.forward_mel`` with ``flat_features=False``.
+
+Module names equal upstream's (``model.backbone.X`` in a released file is ``backbone.X`` here). The
+released ``norm_stats`` is kept as a buffer for a faithful export; the forward pass never reads it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ptsed.backbones.base import Backbone
+from ptsed.frontends.m2d import M2D_MEAN, M2D_STD, M2DMel
+from ptsed.layers.vit import PatchEmbed, block_param_groups, make_blocks, run_blocks
+
+
+class M2D(Backbone):
+    """M2D ViT: features (B, 1, 80, T) -> (B, S, (80 // 16) * embed_dim), S = 62 per 10 s chunk.
+
+    Args:
+        embed_dim: token width D.
+        depth: number of blocks.
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden width relative to D.
+        n_mels: feature bins F.
+        patch_size: (bins, frames) of a patch.
+        chunk_frames: frames per chunk, the width the position table was trained for (1001 = 10 s).
+        hop_s: hop of the feature frames in seconds.
+        drop_path_rate: stochastic depth of the last block (linear ramp from 0), training only.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        n_mels: int = 80,
+        patch_size: tuple[int, int] = (16, 16),
+        chunk_frames: int = 1001,
+        hop_s: float = 0.01,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.token_dim = embed_dim
+        self.chunk_frames = chunk_frames
+        self.patch_embed = PatchEmbed(patch_size, 1, embed_dim)
+        self.grid = self.patch_embed.grid_size(n_mels, chunk_frames)  # (5, 62)
+        self.embed_dim = self.grid[0] * embed_dim
+        self.num_layers = depth
+        self.frame_hop_s = patch_size[1] * hop_s
+        self.max_input_s = math.inf  # longer inputs are encoded in chunks of ``chunk_frames``
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1] + 1, embed_dim))
+        self.register_buffer("norm_stats", torch.tensor([M2D_MEAN, M2D_STD]))
+        self.blocks = make_blocks(
+            depth, embed_dim, num_heads, drop_path_rate, mlp_ratio=mlp_ratio, qkv_bias=True, eps=1e-6
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def _chunks(self, features: torch.Tensor) -> list[torch.Tensor]:
+        """Split (B, 1, F, T) into upstream's chunks, batched: full chunks (B * n, 1, F, chunk) and the rest."""
+        unit, pw = self.chunk_frames, self.patch_embed.patch_size[1]
+        t = features.shape[-1]
+        pad = (pw - (t % unit % pw)) % pw
+        if pad:
+            features = F.pad(features, (0, pad))
+            t += pad
+        n_full = t // unit
+        parts = []
+        if n_full:
+            full = features[..., : n_full * unit]
+            b, c, f, _ = full.shape
+            parts.append(full.reshape(b, c, f, n_full, unit).permute(0, 3, 1, 2, 4).reshape(b * n_full, c, f, unit))
+        if t > n_full * unit:
+            parts.append(features[..., n_full * unit :])
+        return parts
+
+    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """One chunk (B', 1, F, T') -> tokens with class token (B', 1 + rows * cols, D)."""
+        x = self.patch_embed(x)
+        pos = self.pos_embed[:, 1:]
+        if x.shape[1] < pos.shape[1]:
+            rows = self.grid[0]
+            cols = x.shape[1] // rows
+            pos = pos.reshape(1, rows, -1, pos.shape[-1])[:, :, :cols].reshape(1, rows * cols, -1)
+        x = x + pos
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+        return torch.cat([cls, x], dim=1)
+
+    def _stack(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        """Normalised tokens (B * n, 1 + rows * cols, D) -> (B, n * cols, rows * D)."""
+        x = self.norm(x)[:, 1:]
+        bn, n_tok, d = x.shape
+        rows = self.grid[0]
+        cols = n_tok // rows
+        x = x.reshape(bn, rows, cols, d).permute(0, 2, 1, 3).reshape(bn, cols, rows * d)
+        return x.reshape(batch, (bn // batch) * cols, rows * d)
+
+    def _encode(self, features: torch.Tensor, indices: list[int] | None) -> list[torch.Tensor]:
+        batch = features.shape[0]
+        per_index: list[list[torch.Tensor]] = []
+        for chunk in self._chunks(features):
+            if indices is None:
+                x, _ = run_blocks(self.blocks, self._tokens(chunk))
+                outs = [x]
+            else:
+                _, outs = run_blocks(self.blocks, self._tokens(chunk), collect=indices, stop_early=True)
+            per_index.append([self._stack(o, batch) for o in outs])
+        return [torch.cat(seqs, dim=1) if len(seqs) > 1 else seqs[0] for seqs in zip(*per_index, strict=True)]
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """features (B, 1, 80, T) -> sequence (B, S, 3840); S = 62 for T = 1001."""
+        return self._encode(features, None)[0]
+
+    def forward_intermediates(self, features: torch.Tensor, indices: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """Outputs of the blocks in ``indices``, each through the final ``norm`` and stacked as
+        :meth:`forward` stacks the last one: (B, S, 3840) each."""
+        idx = self.resolve_indices(indices, self.num_layers)
+        uniq = sorted(set(idx))
+        by_index = dict(zip(uniq, self._encode(features, uniq), strict=True))
+        return [by_index[i] for i in idx]
+
+    def param_groups(self) -> list[list[str]]:
+        """12 groups: stem (class token, positions, patch conv) with block 0, ..., block 11 with ``norm``."""
+        return block_param_groups(
+            self, self.num_layers, stem=("cls_token", "pos_embed", "patch_embed."), top=("norm.",)
+        )
+
+
+def build(**kwargs: Any) -> tuple[M2DMel, M2D]:
+    """M2D front-end and backbone; keyword arguments go to :class:`M2D` (e.g. ``depth=2``)."""
+    return M2DMel(), M2D(**kwargs)
