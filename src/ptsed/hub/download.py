@@ -1,0 +1,179 @@
+"""Atomic HTTP downloads with a progress bar, a size check and a sha256 computed on the way.
+
+A download streams into a temporary file in the destination folder (``.<name>.<random>.part``), checks
+that the number of bytes received equals the ``Content-Length`` the server announced, runs an optional
+check on the finished temporary file, and only then moves it into place with :func:`os.replace`. On any
+failure, ``KeyboardInterrupt`` included, the temporary file is removed: the destination either holds a
+complete, checked file or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ptsed.core.errors import CheckpointError
+
+CHUNK_BYTES = 1 << 20
+TIMEOUT_S = 30.0
+"""Seconds to wait for the server to answer or to send the next chunk."""
+
+
+class DownloadError(CheckpointError):
+    """A download failed; ``url`` and ``reason`` (a short phrase, no trailing full stop) say why."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"download of {url} failed: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A finished download: where it is, its size in bytes and its sha256 (hex)."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+def _reason(err: BaseException) -> str:
+    """A short human-readable reason for a failed request."""
+    if isinstance(err, urllib.error.HTTPError):
+        return f"HTTP {err.code} {err.reason}".strip()
+    if isinstance(err, urllib.error.URLError):
+        inner = err.reason
+        if isinstance(inner, BaseException):
+            return _reason(inner)
+        return str(inner)
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(err, ConnectionResetError):
+        return "the connection was reset mid-way"
+    if isinstance(err, TimeoutError):
+        return "the connection timed out"
+    text = str(err).strip()
+    return f"{err.__class__.__name__}: {text}" if text else err.__class__.__name__
+
+
+def stream(url: str, out: BinaryIO, *, progress: bool = True, desc: str | None = None) -> tuple[int, str]:
+    """Write the body of ``url`` to ``out``; return (bytes written, sha256 hex).
+
+    Args:
+        url: ``http(s)://`` or ``file://`` address.
+        out: binary file opened for writing.
+        progress: show a tqdm bar on stderr (only when stderr is a terminal).
+        desc: label of the progress bar (defaults to the last part of the URL).
+
+    Raises:
+        DownloadError: the request failed (HTTP error, refused or broken connection, timeout), or the
+            server sent fewer or more bytes than its ``Content-Length``.
+    """
+    from tqdm.auto import tqdm
+
+    digest = hashlib.sha256()
+    received = 0
+    request = urllib.request.Request(url, headers={"User-Agent": "ptsed"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length is not None and length.strip().isdigit() else None
+            with tqdm(
+                total=expected,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=desc or url.rsplit("/", 1)[-1],
+                file=sys.stderr,
+                disable=None if progress else True,  # None: off when stderr is not a terminal
+                leave=False,
+            ) as bar:
+                while True:
+                    chunk = response.read(CHUNK_BYTES)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except http.client.IncompleteRead as err:
+        received += len(err.partial)
+    except Exception as err:  # HTTPError, URLError, refused or reset connections, timeouts, ...
+        raise DownloadError(url, _reason(err)) from err
+    if expected is not None and received != expected:
+        raise DownloadError(
+            url, f"the server announced {expected} bytes but sent {received}: the transfer was cut short"
+        )
+    return received, digest.hexdigest()
+
+
+def download_file(
+    url: str,
+    dest: str | Path,
+    *,
+    progress: bool = True,
+    sha256: str | None = None,
+    check: Callable[[Path], None] | None = None,
+    desc: str | None = None,
+) -> Downloaded:
+    """Download ``url`` to ``dest`` atomically.
+
+    Args:
+        url: address of the file.
+        dest: final path; its folder is created.
+        progress: show a progress bar on stderr (only on a terminal).
+        sha256: expected hash (hex); a mismatch fails the download.
+        check: called with the finished temporary file before it is moved into place; it raises to
+            reject the file (e.g. a layout check), and the file is then deleted.
+        desc: label of the progress bar.
+
+    Returns:
+        :class:`Downloaded` with the final path, the size in bytes and the sha256.
+
+    Raises:
+        DownloadError: the transfer failed or was incomplete, or the hash differs.
+        Whatever ``check`` raises. In every case nothing is left at ``dest`` or in its folder.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            size, digest = stream(url, fh, progress=progress, desc=desc or dest.name)
+        if sha256 is not None and digest.lower() != sha256.lower():
+            raise DownloadError(url, f"its sha256 is {digest}, expected {sha256} (the file is corrupted)")
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return Downloaded(dest, size, digest)
+
+
+def download_bytes(url: str) -> bytes:
+    """The body of ``url`` (small files only), with the same checks as :func:`stream`."""
+    import io
+
+    buf = io.BytesIO()
+    stream(url, buf, progress=False)
+    return buf.getvalue()
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 (hex) of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
