@@ -140,3 +140,19 @@ def test_training_masks() -> None:
             assert torch.equal(changed[0], changed[1]), "one mask interval for the whole batch"
             masked_any |= bool(changed.any())
     assert masked_any
+
+
+def test_float32_under_autocast(noisy: torch.Tensor) -> None:
+    fe = MelSTFT().eval()
+    with torch.no_grad():
+        ref = fe(noisy)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = fe(noisy)
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, ref)
+
+
+def test_shortest_input() -> None:
+    fe = MelSTFT().eval()
+    assert fe(torch.randn(1, 258)).shape == (1, 1, 128, fe.num_frames(258)) == (1, 1, 128, 2)
+    with pytest.raises(AudioError):
+        fe(torch.randn(1, 257))

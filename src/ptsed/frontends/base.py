@@ -6,8 +6,20 @@ batch: every normalisation is computed per clip.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
+
+
+def no_autocast(device_type: str) -> contextlib.AbstractContextManager:
+    """A context that switches autocast off on ``device_type`` (a no-op where autocast does not exist).
+
+    Front-ends compute in float32 even when the network runs under mixed precision, as the references do.
+    """
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class Frontend(nn.Module):

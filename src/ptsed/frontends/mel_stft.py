@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ptsed.core.errors import AudioError, ConfigError
-from ptsed.frontends.base import Frontend
+from ptsed.frontends.base import Frontend, no_autocast
 from ptsed.frontends.kaldi import kaldi_mel_banks
 
 LOG_FLOOR = 1e-7
@@ -130,36 +130,41 @@ class MelSTFT(Frontend):
         return x.masked_fill(~keep.view(shape), 0.0)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """waveform (B, N) -> log-mel features (B, 1, n_mels, 1 + (N - 1) // hop_length)."""
+        """waveform (B, N) -> log-mel features (B, 1, n_mels, 1 + (N - 1) // hop_length), float32.
+
+        Runs in the module's dtype (float32) with autocast off, as upstream does under mixed precision.
+        """
         if waveform.dim() != 2:
             raise ValueError(f"expected a waveform batch (B, N), got shape {tuple(waveform.shape)}")
-        x = waveform
-        if self.preemphasis:
-            x = F.conv1d(x.unsqueeze(1), self.preemphasis_kernel).squeeze(1)
-        if x.shape[-1] <= self.n_fft // 2:
+        needed = self.n_fft // 2 + 1 + int(bool(self.preemphasis))
+        if waveform.shape[-1] < needed:
             raise AudioError(
                 f"input of {waveform.shape[-1]} samples is too short for a {self.n_fft}-point STFT with "
-                f"centre padding (needs more than {self.n_fft // 2 + int(bool(self.preemphasis))})"
+                f"centre padding (needs at least {needed} samples)"
             )
-        spec = torch.stft(
-            x,
-            self.n_fft,
-            hop_length=self.hop_length,
-            win_length=self.win_length,
-            window=self.window,
-            center=True,
-            pad_mode="reflect",
-            normalized=False,
-            return_complex=True,
-        )
-        power = torch.view_as_real(spec).pow(2).sum(-1)  # (B, n_fft // 2 + 1, T)
-        mel = torch.matmul(self._mel_basis().to(power.dtype), power)
-        mel = torch.log(torch.clamp(mel, min=LOG_FLOOR)).unsqueeze(1)
-        if self.training:
-            if self.freqm:
-                mel = self._mask(mel, self.freqm, 2)
-            if self.timem:
-                mel = self._mask(mel, self.timem, 3)
-        if self.fast_norm:
-            mel = (mel + 4.5) / 5.0
+        with no_autocast(waveform.device.type):
+            x = waveform.to(self.window.dtype)
+            if self.preemphasis:
+                x = F.conv1d(x.unsqueeze(1), self.preemphasis_kernel).squeeze(1)
+            spec = torch.stft(
+                x,
+                self.n_fft,
+                hop_length=self.hop_length,
+                win_length=self.win_length,
+                window=self.window,
+                center=True,
+                pad_mode="reflect",
+                normalized=False,
+                return_complex=True,
+            )
+            power = torch.view_as_real(spec).pow(2).sum(-1)  # (B, n_fft // 2 + 1, T)
+            mel = torch.matmul(self._mel_basis().to(power.dtype), power)
+            mel = torch.log(torch.clamp(mel, min=LOG_FLOOR)).unsqueeze(1)
+            if self.training:
+                if self.freqm:
+                    mel = self._mask(mel, self.freqm, 2)
+                if self.timem:
+                    mel = self._mask(mel, self.timem, 3)
+            if self.fast_norm:
+                mel = (mel + 4.5) / 5.0
         return mel
