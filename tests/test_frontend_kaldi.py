@@ -132,3 +132,11 @@ def test_bad_config() -> None:
         KaldiFbank(low_freq=9000.0)
     with pytest.raises(ConfigError, match="n_mels"):
         KaldiFbank(n_mels=2)
+
+
+def test_runs_on_meta_device() -> None:
+    """Shape-only runs (used for cost counting) work: no autocast or data-dependent step on ``meta``."""
+    with torch.device("meta"):
+        fe = KaldiFbank(BEATS_FBANK)
+        out = fe(torch.zeros(2, 16000))
+    assert out.device.type == "meta" and out.shape == (2, 1, 128, fe.num_frames(16000))

@@ -138,9 +138,11 @@ class GatedRelativeAttention(nn.Module):
         v = self.v_proj(x).view(b, n, h, hd).transpose(1, 2)
         gates = torch.sigmoid(self.grep_linear(q).view(b, h, n, _GATE_GROUPS, _GATE_WIDTH).sum(-1))
         gate_a, gate_b = gates[..., :1], gates[..., 1:]  # (B, H, N, 1) each
-        mask = (gate_a * (gate_b * self.grep_a - 1.0) + 2.0) * bias  # (B, H, N, N)
+        gate = gate_a * (gate_b * self.grep_a - 1.0) + 2.0
+        # the (B, H, N, N) mask is the one large temporary: build it directly in the attention dtype
+        mask = gate.to(q.dtype) * bias.to(q.dtype)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask.to(q.dtype), dropout_p=self.attention_dropout if self.training else 0.0
+            q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0
         )
         return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
 

@@ -20,6 +20,7 @@ Every clip of a batch is processed independently (no statistics cross clips), in
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -212,7 +213,13 @@ class KaldiFbank(Frontend):
                 f"({c.window_samples} samples at {c.sample_rate} Hz)"
             )
         # the reference runs in float32 even under mixed precision: keep autocast out of the FFT and the log
-        with torch.autocast(device_type=waveform.device.type, enabled=False):
+        device_type = waveform.device.type
+        no_autocast = (
+            torch.autocast(device_type=device_type, enabled=False)
+            if torch.amp.is_autocast_available(device_type)
+            else contextlib.nullcontext()
+        )
+        with no_autocast:
             x = waveform.to(self.window.dtype)
             if c.input_scale != 1.0:
                 x = x * c.input_scale
