@@ -20,7 +20,6 @@ Every clip of a batch is processed independently (no statistics cross clips), in
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -28,7 +27,7 @@ from typing import Literal
 import torch
 
 from ptsed.core.errors import AudioError, ConfigError
-from ptsed.frontends.base import Frontend
+from ptsed.frontends.base import Frontend, no_autocast
 
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 """The floor of the filterbank energies before the log (Kaldi's ``std::numeric_limits<float>::epsilon()``)."""
@@ -213,13 +212,7 @@ class KaldiFbank(Frontend):
                 f"({c.window_samples} samples at {c.sample_rate} Hz)"
             )
         # the reference runs in float32 even under mixed precision: keep autocast out of the FFT and the log
-        device_type = waveform.device.type
-        no_autocast = (
-            torch.autocast(device_type=device_type, enabled=False)
-            if torch.amp.is_autocast_available(device_type)
-            else contextlib.nullcontext()
-        )
-        with no_autocast:
+        with no_autocast(waveform.device.type):
             x = waveform.to(self.window.dtype)
             if c.input_scale != 1.0:
                 x = x * c.input_scale
