@@ -154,7 +154,8 @@ ARCHS: dict[str, ArchSpec] = {
             upstream_name="ASIT",
             title="ASiT",
             builder="ptsed.backbones.asit:build",
-            key_prefixes=(("model.asit.", "backbone."), ("model.", "backbone.")),
+            key_prefixes=(("model.", "backbone."),),
+            convert_hook="ptsed.backbones.asit:convert_released",
             frontend="Kaldi fbank, 128 bins, fixed mean/std normalisation",
             reference="Atito et al., ASiT: Local-Global Audio Spectrogram Vision Transformer for Event "
             "Classification, IEEE/ACM TASLP 2024 (arXiv:2211.13189)",
