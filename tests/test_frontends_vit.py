@@ -50,6 +50,17 @@ def test_features_do_not_depend_on_the_batch(parts) -> None:
             torch.testing.assert_close(batch[i : i + 1], frontend(waves[i : i + 1]), atol=1e-5, rtol=1e-5)
 
 
+def test_features_stay_float32_under_autocast(parts) -> None:
+    _, frontend, _ = parts
+    wave = 0.1 * torch.randn(1, SR, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = frontend(wave)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = frontend(wave)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, ref)
+
+
 def test_too_short_input_is_a_clear_error(parts) -> None:
     _, frontend, _ = parts
     with pytest.raises(AudioError, match="samples"):

@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from ptsed.frontends.base import no_autocast
 from ptsed.frontends.centred import CentredSTFTFrontend
 
 
@@ -92,9 +93,12 @@ class ATSTMel(CentredSTFTFrontend):
         return torch.matmul(power.transpose(-1, -2), self.fb).transpose(-1, -2)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """waveform (B, N) at 16 kHz -> features (B, 1, 64, T) in [-1, 1]-ish (dB mapped linearly)."""
-        db = 10.0 * torch.log10(torch.clamp(self.mel_power(waveform), min=1e-10))
-        floor = db.amax(dim=(-2, -1), keepdim=True) - self.top_db  # per clip
-        db = torch.maximum(db, floor).clamp(min=self.clamp_db[0], max=self.clamp_db[1])
-        lo, hi = self.scale_min, self.scale_max
-        return ((db - lo) / (hi - lo) * 2.0 - 1.0).unsqueeze(1)
+        """waveform (B, N) at 16 kHz -> features (B, 1, 64, T) in [-1, 1]-ish (dB mapped linearly).
+
+        Runs in float32 with autocast off, as upstream does."""
+        with no_autocast(waveform.device.type):
+            db = 10.0 * torch.log10(torch.clamp(self.mel_power(waveform), min=1e-10))
+            floor = db.amax(dim=(-2, -1), keepdim=True) - self.top_db  # per clip
+            db = torch.maximum(db, floor).clamp(min=self.clamp_db[0], max=self.clamp_db[1])
+            lo, hi = self.scale_min, self.scale_max
+            return ((db - lo) / (hi - lo) * 2.0 - 1.0).unsqueeze(1)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ptsed.frontends.base import no_autocast
 from ptsed.frontends.centred import CentredSTFTFrontend
 
 M2D_MEAN = -7.1
@@ -148,6 +149,7 @@ class M2DMel(CentredSTFTFrontend):
         return torch.matmul(self.to_spec.mel_basis, power)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """waveform (B, N) at 16 kHz -> features (B, 1, 80, T)."""
-        x = (self.mel_power(waveform) + self.eps).log()
-        return ((x - self.mean) / self.std).unsqueeze(1)
+        """waveform (B, N) at 16 kHz -> features (B, 1, 80, T); float32 with autocast off, as upstream."""
+        with no_autocast(waveform.device.type):
+            x = (self.mel_power(waveform) + self.eps).log()
+            return ((x - self.mean) / self.std).unsqueeze(1)
