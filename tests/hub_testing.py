@@ -192,7 +192,7 @@ def tiny_released_state(tag: str = "as_strong", seed: int = 0, teacher: bool = F
     torch.manual_seed(seed)
     head = TINY_HEADS[tag]
     if teacher:
-        head = HeadConfig(n_strong=head.n_strong, rnn_dim=4, rnn_layers=1)
+        head = HeadConfig(n_strong=head.n_strong, rnn_dim=6, rnn_layers=1)  # heads on 12 features, not 8
     frontend, backbone = build_tiny()
     state = SEDModel(frontend, backbone, head).state_dict()
     state = {k: v for k, v in state.items() if k != "frontend.window"}

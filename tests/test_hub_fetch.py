@@ -151,7 +151,7 @@ def test_teacher_form_file_is_accepted(server: Server, tmp_path: Path) -> None:
     assert any(k.startswith("seq_model.rnn.") for k in state)
     server.serve("release/Tiny_as_strong.pt", checkpoint_bytes(state, tmp_path))
     path = fetch.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
-    assert json.loads(fetch.record_path(path).read_text())["head"]["rnn_dim"] == 4
+    assert json.loads(fetch.record_path(path).read_text())["head"]["rnn_dim"] == 6
 
 
 def test_later_corruption_is_caught_and_repaired(server: Server, tmp_path: Path) -> None:

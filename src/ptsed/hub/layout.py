@@ -5,7 +5,7 @@ model of the checkpoint's architecture is built on the ``meta`` device (no memor
 dict gives the expected keys and shapes, and the file must hold every one of them with the same shape.
 
 - Keys are compared after the file's keys are renamed to ptsed's (:func:`released_to_ptsed`, which
-  also applies legacy spellings), and reported in the file's own spelling (:func:`ptsed_to_released`).
+  also applies legacy spellings), and reported in the file's own spelling.
 - Front-end buffers that ptsed computes itself (``frontend.*``) may be absent.
 - The heads must be those of the checkpoint (447 classes for ``as_strong``, 527 for ``as_weak``, none
   for ``ssl``). The teacher form (a ``seq_model.rnn`` BiGRU, heads on ``2 * rnn_dim`` features) is
@@ -15,7 +15,7 @@ dict gives the expected keys and shapes, and the file must hold every one of the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,18 +28,63 @@ OPTIONAL_PREFIXES = ("frontend.",)
 """ptsed keys that a released file may lack (buffers ptsed computes itself)."""
 
 
+_BODY_CACHE: dict[tuple[str, str, str], tuple[dict[str, tuple[int, ...]], int]] = {}
+
+
+def _body_layout(arch: Any) -> tuple[dict[str, tuple[int, ...]], int]:
+    """(ptsed keys -> shapes of front-end and backbone, backbone embed_dim) of ``arch``; cached per process."""
+    import json
+
+    key = (arch.name, arch.builder, json.dumps(arch.builder_kwargs, sort_keys=True, default=str))
+    if key not in _BODY_CACHE:
+        from ptsed.models.profile import build_parts_skeleton
+
+        frontend, backbone = build_parts_skeleton(arch)
+        layout = {f"frontend.{k}": tuple(v.shape) for k, v in frontend.state_dict().items()}
+        layout.update({f"backbone.{k}": tuple(v.shape) for k, v in backbone.state_dict().items()})
+        _BODY_CACHE[key] = (layout, int(backbone.embed_dim))
+    return _BODY_CACHE[key]
+
+
 def expected_layout(arch: Any, head: HeadConfig) -> dict[str, tuple[int, ...]]:
-    """ptsed state-dict keys -> shapes of ``arch`` (an ``ArchSpec``) with ``head``, from a meta-device model."""
-    from ptsed.models.profile import build_skeleton
+    """ptsed state-dict keys -> shapes of ``arch`` (an ``ArchSpec``) with ``head``.
 
-    model = build_skeleton(arch, head)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    Front-end and backbone come from a model built on the ``meta`` device (once per architecture and
+    process), the head from :class:`SEDHead` on ``meta``.
+    """
+    import torch
+
+    from ptsed.heads.sed_head import SEDHead
+
+    body, embed_dim = _body_layout(arch)
+    with torch.device("meta"):
+        head_module = SEDHead(embed_dim, head)
+    return {**body, **{f"head.{k}": tuple(v.shape) for k, v in head_module.state_dict().items()}}
 
 
-def _released_name(arch: Any, key: str) -> str:
-    """The spelling of ptsed key ``key`` in a released file."""
-    names = list(ckpt.ptsed_to_released(arch, {key: None}))
-    return names[0] if names else key
+def _spelling(arch: Any, state: Mapping[str, Any]) -> Callable[[str], str]:
+    """A function giving the spelling of a ptsed key in the file ``state``.
+
+    Prefixes are taken from the file itself where it has keys under the same ptsed prefix (some
+    architectures have several released spellings), else from :func:`ptsed_to_released`.
+    """
+    used: dict[str, str] = {}
+    for key in state:
+        for old, new in arch.key_prefixes:
+            if key.startswith(old):
+                used.setdefault(new, old)
+                break
+
+    def name(key: str) -> str:
+        if key.startswith("head."):
+            return key[len("head.") :]
+        for new, old in used.items():
+            if key.startswith(new):
+                return old + key[len(new) :]
+        names = list(ckpt.ptsed_to_released(arch, {key: None}))
+        return names[0] if names else key
+
+    return name
 
 
 def _head_name(head: HeadConfig) -> str:
@@ -65,6 +110,7 @@ def check_layout(spec: Any, state: Mapping[str, Any], source: str) -> HeadConfig
             unexpected keys.
     """
     what = f"checkpoint {source!r} does not have the layout of {spec.name}"
+    name = _spelling(spec.arch, state)
     try:
         state = ckpt.released_to_ptsed(spec.arch, state)
     except CheckpointError as err:
@@ -78,18 +124,18 @@ def check_layout(spec: Any, state: Mapping[str, Any], source: str) -> HeadConfig
     expected = expected_layout(spec.arch, head)
     missing = [k for k in expected if k not in state and not k.startswith(OPTIONAL_PREFIXES)]
     misshaped = [
-        f"{_released_name(spec.arch, k)!r}: file {tuple(v.shape)} vs expected {expected[k]}"
+        f"{name(k)!r}: file {tuple(v.shape)} vs expected {expected[k]}"
         for k, v in state.items()
         if k in expected and tuple(v.shape) != expected[k]
     ]
     unexpected = [k for k in state if k not in expected]
     problems = []
     if missing:
-        problems.append(f"{len(missing)} keys missing (first: {_released_name(spec.arch, missing[0])!r})")
+        problems.append(f"{len(missing)} keys missing (first: {name(missing[0])!r})")
     if misshaped:
         problems.append(f"{len(misshaped)} tensors of another shape (first: {misshaped[0]})")
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys (first: {_released_name(spec.arch, unexpected[0])!r})")
+        problems.append(f"{len(unexpected)} unexpected keys (first: {name(unexpected[0])!r})")
     if problems:
         raise CheckpointError(f"{what}: " + ", ".join(problems))
     return head

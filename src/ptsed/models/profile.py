@@ -19,11 +19,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ptsed.heads.sed_head import HeadConfig, SEDHead
 from ptsed.models.sed_model import FRAME_HOP_S, SEDModel
@@ -52,17 +55,49 @@ class Profile:
         return asdict(self)
 
 
-def build_skeleton(arch: Any, head: HeadConfig, *, name: str = "", **overrides: Any) -> SEDModel:
-    """An :class:`SEDModel` of ``arch`` (an ``ArchSpec``) with ``head``, for its shapes only.
+@contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Move every parameter to ``meta`` as it is registered (buffers and plain tensors stay on CPU).
 
-    Built on the ``meta`` device (no memory, no initialisation) when the builder allows it, else on CPU.
-    The weights are meaningless either way: use the result for state-dict layouts and counts.
+    For builders that need real data while building (e.g. ``torch.linspace(...).tolist()``), which a
+    ``meta`` default device breaks: they run on CPU, while the large tensors (and their initialisation)
+    cost nothing. Not thread-safe (it patches :meth:`torch.nn.Module.register_parameter`).
+    """
+    original = nn.Module.register_parameter
+
+    def register(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        if param is not None and param.device.type != "meta":
+            param = type(param)(param.to("meta"), requires_grad=param.requires_grad)
+        original(self, name, param)
+
+    nn.Module.register_parameter = register  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original  # type: ignore[method-assign]
+
+
+def build_parts_skeleton(arch: Any, **overrides: Any) -> tuple[Any, Any]:
+    """(front-end, backbone) of ``arch`` (an ``ArchSpec``) for their shapes only, built as cheaply as the
+    builder allows: on the ``meta`` device; else with parameters moved to ``meta`` as they are made;
+    else plainly on CPU. The weights are meaningless: use the result for layouts and counts.
     """
     try:
         with torch.device("meta"):
-            frontend, backbone = arch.build_parts(**overrides)
-    except Exception:  # a builder step that needs real data (e.g. ``.tolist()``): build on CPU
-        frontend, backbone = arch.build_parts(**overrides)
+            return arch.build_parts(**overrides)
+    except Exception:  # a builder step that needs real data
+        pass
+    try:
+        with _parameters_on_meta():
+            return arch.build_parts(**overrides)
+    except Exception:
+        return arch.build_parts(**overrides)
+
+
+def build_skeleton(arch: Any, head: HeadConfig, *, name: str = "", **overrides: Any) -> SEDModel:
+    """An :class:`SEDModel` of ``arch`` (an ``ArchSpec``) with ``head``, for its shapes only
+    (see :func:`build_parts_skeleton`)."""
+    frontend, backbone = build_parts_skeleton(arch, **overrides)
     with torch.device("meta"):
         model = SEDModel(frontend, backbone, head, name=name or arch.name, arch=arch.name, builder_kwargs=overrides)
     return model.eval()
@@ -142,8 +177,7 @@ def profile_body(arch: Any, input_s: float = 10.0) -> tuple[dict[str, int], str]
     Returns ``({"params", "macs", "seq_len", "embed_dim"}, device)``.
     """
     try:
-        with torch.device("meta"):
-            frontend, backbone = arch.build_parts()
+        frontend, backbone = build_parts_skeleton(arch)
         return _body_pass(frontend.to("meta"), backbone.to("meta"), input_s, "meta"), "meta"
     except Exception:  # an operation without a meta kernel, or a data-dependent step: count on CPU once
         pass

@@ -1,0 +1,131 @@
+"""``ptsed models`` and the measurement code behind it (``ptsed.models.profile``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import ptsed
+from hub_testing import TINY, TinyBackbone, TinyFrontend, checkpoint_bytes, register_tiny, tiny_released_state
+from ptsed.cli.main import main
+from ptsed.hub import fetch
+from ptsed.hub.cache import cache_dir
+from ptsed.models import profile
+from ptsed.models.zoo import ARCHS, PRETRAINED
+
+
+def _tiny_macs(n_samples: int, n_classes: int) -> int:
+    """MACs of the tiny model worked out by hand: frame projection, backbone linear, strong and weak heads."""
+    frames = n_samples // 160
+    front = frames * 160 * 16
+    body = frames * 16 * 8
+    heads = 250 * 8 * n_classes + 8 * n_classes if n_classes else 0
+    return front + body + heads
+
+
+class DataDependentBackbone(TinyBackbone):
+    """A backbone whose forward reads a value (``.item()``), which the meta device cannot do."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        scale = 1.0 + 0.0 * float(features.abs().max().item())
+        return super().forward(features) * scale
+
+
+def build_data_dependent(**kwargs: object) -> tuple[TinyFrontend, DataDependentBackbone]:
+    return TinyFrontend(), DataDependentBackbone()
+
+
+def test_profile_counts_params_and_macs(monkeypatch: pytest.MonkeyPatch) -> None:
+    register_tiny(monkeypatch)
+    for tag, n in (("as_strong", 447), ("as_weak", 527), ("ssl", 0)):
+        p = profile.profile_model(f"tiny.{tag}")
+        built = ptsed.create_model(f"tiny.{tag}", pretrained=False)
+        assert p.params == sum(t.numel() for t in built.parameters())
+        assert p.macs == _tiny_macs(160_000, n) and p.device == "meta" and p.input_s == 10.0
+    assert profile.profile_model("tiny", input_s=20.0).macs == _tiny_macs(320_000, 447) - 250 * 8 * 447 + 500 * 8 * 447
+
+
+def test_profile_falls_back_to_cpu_once_and_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    register_tiny(monkeypatch)
+    arch = replace(TINY, name="tiny_dd", builder="test_cli_models:build_data_dependent")
+    monkeypatch.setitem(ARCHS, "tiny_dd", arch)
+    monkeypatch.setitem(
+        PRETRAINED, "tiny_dd.as_strong", replace(PRETRAINED["tiny.as_strong"], name="tiny_dd.as_strong", arch=arch)
+    )
+    first = profile.profile_model("tiny_dd")
+    assert first.device == "cpu" and first.macs == _tiny_macs(160_000, 447)
+    assert (cache_dir() / "profile.json").is_file()
+    second = profile.profile_model("tiny_dd")
+    assert second.device == "cache" and (second.params, second.macs) == (first.params, first.macs)
+
+
+def _register_ghost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An arch whose builder module does not exist (not implemented)."""
+    from dataclasses import replace
+
+    ghost = replace(TINY, name="ghost", builder="ptsed.backbones.no_such_module:build")
+    monkeypatch.setitem(ARCHS, "ghost", ghost)
+    monkeypatch.setitem(
+        PRETRAINED, "ghost.as_strong", replace(PRETRAINED["tiny.as_strong"], name="ghost.as_strong", arch=ghost)
+    )
+
+
+def test_models_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path) -> None:
+    register_tiny(monkeypatch)
+    _register_ghost(monkeypatch)
+    # tiny.ssl is in the cache
+    spec = PRETRAINED["tiny.ssl"]
+    fetch.checkpoint_path(spec).parent.mkdir(parents=True)
+    fetch.checkpoint_path(spec).write_bytes(checkpoint_bytes(tiny_released_state("ssl"), tmp_path))
+    monkeypatch.setattr(profile, "profile_model", _only_tiny(profile.profile_model))
+
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(PRETRAINED)
+    for name, spec in PRETRAINED.items():
+        assert rows[name]["implemented"] == spec.implemented and rows[name]["license"] == spec.license
+    assert rows["tiny.as_strong"]["macs_per_10s"] == _tiny_macs(160_000, 447)
+    assert rows["tiny.ssl"]["cached"] and not rows["tiny.as_strong"]["cached"]
+    assert not rows["ghost.as_strong"]["implemented"] and rows["ghost.as_strong"]["params"] is None
+
+
+def _only_tiny(real):  # type: ignore[no-untyped-def]
+    """profile_model for the tiny archs; a clear failure for the others (keeps the CLI test fast)."""
+
+    def fake(name: str, input_s: float = 10.0, **kw):  # type: ignore[no-untyped-def]
+        if not name.startswith("tiny"):
+            raise RuntimeError("not measured in this test")
+        return real(name, input_s, **kw)
+
+    return fake
+
+
+def test_models_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    register_tiny(monkeypatch)
+    _register_ghost(monkeypatch)
+    monkeypatch.setattr(profile, "profile_model", _only_tiny(profile.profile_model))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    header, *lines = out.splitlines()
+    assert header.split() == ["name", "params", "MACs/10s", "stage", "implemented", "cached", "licence"]
+    by_name = {line.split()[0]: line for line in lines if line and line.split()[0] in PRETRAINED}
+    assert set(by_name) == set(PRETRAINED)
+    assert "not yet" in by_name["ghost.as_strong"] and by_name["ghost.as_strong"].split()[1:3] == ["-", "-"]
+    p = profile.profile_model("tiny")
+    assert (
+        f"{p.macs / 1e6:.2f} M" in by_name["tiny.as_strong"] and f"{p.params / 1e3:.2f} k" in by_name["tiny.as_strong"]
+    )
+
+
+def test_models_no_profile(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    def boom(*a, **k):  # type: ignore[no-untyped-def]
+        raise AssertionError("profiled despite --no-profile")
+
+    monkeypatch.setattr(profile, "profile_model", boom)
+    assert main(["models", "--no-profile", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == len(PRETRAINED) and all(r["params"] is None for r in rows)
