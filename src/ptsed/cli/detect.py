@@ -1,0 +1,325 @@
+"""``ptsed detect``: sound event detection on files, folders, globs and list files.
+
+A thin wrapper over :class:`ptsed.inference.predictor.Predictor` and :func:`ptsed.inference.batch.run_batch`.
+Heavy modules (torch, the models) are imported only inside :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = """examples:
+  ptsed detect rec.wav --model beats                          print the events as a table
+  ptsed detect recordings/ --model atst_frame --output out/ --format tsv,scores,json
+  ptsed detect "data/**/*.flac" --model beats --model atst_frame --output out/   (ensemble)
+  ptsed detect rec.wav --model BEATs --checkpoint BEATs_strong_1.pt --upstream-chunking \\
+      --threshold 0.5 --median-filter 0.36 --output out/ --format csv
+  ptsed detect out/frames/ --threshold 0.3 --output out2/     redo post-processing from saved NPZ scores
+"""
+
+
+class _ModelAction(argparse.Action):
+    """``--model NAME``: starts a new ensemble member."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        models = list(getattr(namespace, "models", None) or [])
+        pending = getattr(namespace, "_pending_checkpoint", None)
+        models.append([values, pending])
+        namespace._pending_checkpoint = None
+        namespace.models = models
+
+
+class _CheckpointAction(argparse.Action):
+    """``--checkpoint FILE``: the weights of the preceding ``--model`` (or of the next one)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        models = list(getattr(namespace, "models", None) or [])
+        if models and models[-1][1] is None:
+            models[-1][1] = values
+            namespace.models = models
+        elif getattr(namespace, "_pending_checkpoint", None) is None and not models:
+            namespace._pending_checkpoint = values
+        else:
+            models.append([None, values])
+            namespace.models = models
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """``--model`` / ``--checkpoint`` (repeatable: an ensemble)."""
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        "-m",
+        action=_ModelAction,
+        metavar="NAME",
+        help="model name (beats, atst_frame, fpasst, asit, m2d, frame_mn06, frame_mn10, optionally .tag; "
+        "upstream names like BEATs or ATST-F work too). Repeat for an ensemble (frame probabilities are averaged)",
+    )
+    g.add_argument(
+        "--checkpoint",
+        "-c",
+        action=_CheckpointAction,
+        metavar="FILE",
+        help="weights for the preceding --model: an upstream release file or a ptsed checkpoint "
+        "(default: the released checkpoint, downloaded once into the cache)",
+    )
+    p.set_defaults(models=None, _pending_checkpoint=None)
+
+
+def add_input_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="audio files, folders (searched recursively), glob patterns (quote them) or list files "
+        "(@list.txt, one path per line)",
+    )
+    g = p.add_argument_group("inputs")
+    g.add_argument(
+        "--extensions",
+        metavar="LIST",
+        help="extensions picked up in folders and globs, comma-separated (default: all audio and video "
+        "formats ptsed reads: wav,flac,ogg,mp3,m4a,mp4,webm,...)",
+    )
+    g.add_argument("--no-recursive", action="store_true", help="do not search sub-folders")
+    g.add_argument(
+        "--channels",
+        choices=["mix", "each"],
+        default="mix",
+        help="mix: mono mix of all channels (default); each: process every channel separately",
+    )
+
+
+def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("windows and compute")
+    g.add_argument("--batch-size", "-b", type=int, default=16, metavar="N", help="windows per forward pass (16)")
+    g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    g.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32", help="fp32 (default)")
+    g.add_argument("--window", type=float, metavar="SECONDS", help="window length (default: the model's, 10 s)")
+    g.add_argument("--hop", type=float, metavar="SECONDS", help="hop between windows (default: half a window)")
+    g.add_argument("--overlap", type=float, metavar="SECONDS", help="overlap of windows (alternative to --hop)")
+    g.add_argument(
+        "--stitch",
+        choices=["centre", "mean"],
+        default="centre",
+        help="centre: each frame from the window whose centre is nearest (default); mean: average of windows",
+    )
+    g.add_argument(
+        "--upstream-chunking",
+        action="store_true",
+        help="reproduce upstream inference.py exactly: non-overlapping 10 s chunks, zero-padded last chunk "
+        "whose frames are kept, median filter over the padded sequence, upstream's event order",
+    )
+    o = p.add_argument_group("output")
+    o.add_argument("--output", "-o", metavar="DIR", help="output folder (without it, events are printed)")
+    o.add_argument("--resume", action="store_true", help="skip inputs already done with the same settings")
+    o.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+
+
+def _float_or_file(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        if not Path(text).is_file():
+            raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor an existing file") from None
+        return text
+
+
+def _names(values: list[str] | None) -> list[str] | None:
+    """Class names from ``--include``/``--exclude``: names, or files with one name per line."""
+    if values is None:
+        return None
+    out: list[str] = []
+    for v in values:
+        p = Path(v)
+        if p.is_file():
+            out.extend(ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip())
+        else:
+            out.append(v)
+    return out
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "detect",
+        help="detect sound events in audio files",
+        description="Detect sound events (447 AudioSet-strong classes) in audio of any length. Overlapping "
+        "10 s windows are batched across files and stitched on the 40 ms frame grid.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_input_arguments(p)
+    add_model_arguments(p)
+    add_runtime_arguments(p)
+    o = p.add_argument_group("detection output")
+    o.add_argument(
+        "--format",
+        "-f",
+        default="tsv",
+        metavar="LIST",
+        help="comma-separated: tsv (DCASE events.tsv), csv, json, audacity, raven, scores (sed_scores_eval "
+        "TSVs), scores_filtered, npz, h5 (default: tsv)",
+    )
+    o.add_argument("--per-file", action="store_true", help="tsv/csv/json: one event file per input (events/)")
+    o.add_argument("--plot", action="store_true", help="write plots/<name>.png (spectrogram, scores, events)")
+    o.add_argument("--plot-top", type=int, default=10, metavar="K", help="classes shown in plots (10)")
+    pp = p.add_argument_group("post-processing (all lengths in seconds)")
+    pp.add_argument(
+        "--threshold",
+        "-t",
+        type=_float_or_file,
+        default=0.5,
+        metavar="T|FILE",
+        help="a frame is active when its score > T (default 0.5); or a file of per-class thresholds "
+        "(label<TAB>value lines, CSV or JSON; classes not in it use 0.5)",
+    )
+    pp.add_argument(
+        "--median-filter",
+        type=_float_or_file,
+        default=0.36,
+        metavar="S|FILE",
+        help="median filter length, rounded to whole 40 ms frames (default 0.36 = upstream's 9 frames; "
+        "0 disables); or a file of per-class lengths",
+    )
+    pp.add_argument("--min-duration", type=_float_or_file, default=0.0, metavar="S|FILE", help="drop shorter events")
+    pp.add_argument(
+        "--merge-gap", type=_float_or_file, default=0.0, metavar="S|FILE", help="join events of a class this close"
+    )
+    pp.add_argument("--top-k", type=int, metavar="K", help="at most K classes active per frame")
+    pp.add_argument(
+        "--include", action="append", metavar="NAME|FILE", help="report only these classes (repeatable, or a file)"
+    )
+    pp.add_argument("--exclude", action="append", metavar="NAME|FILE", help="never report these classes")
+    p.set_defaults(func=run)
+
+
+def build_predictor(args: argparse.Namespace, postprocess: Any = None) -> Any:
+    """The :class:`Predictor` an argparse namespace of ``detect``/``embed`` describes."""
+    from ptsed.core.errors import ConfigError
+    from ptsed.inference.predictor import Predictor
+
+    models = args.models or []
+    if getattr(args, "_pending_checkpoint", None):
+        models = [[None, args._pending_checkpoint]]
+    if not models:
+        raise ConfigError("give a model with --model NAME (see `ptsed models`)")
+    specs = []
+    for name, checkpoint in models:
+        if name is None:
+            name = _name_from_checkpoint(checkpoint)
+        specs.append((name, checkpoint))
+    return Predictor(
+        specs,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        window_s=args.window,
+        hop_s=args.hop,
+        overlap_s=args.overlap,
+        stitch=args.stitch,
+        upstream_chunking=args.upstream_chunking,
+        channels=args.channels,
+        postprocess=postprocess,
+    )
+
+
+def _name_from_checkpoint(checkpoint: str) -> str:
+    """The zoo name of an upstream release file (``BEATs_strong_1.pt`` -> ``beats.as_strong``); ``""`` for
+    others (ptsed checkpoints describe themselves)."""
+    from ptsed.models.zoo import PRETRAINED
+
+    base = Path(checkpoint).name
+    for name, spec in PRETRAINED.items():
+        if spec.filename == base:
+            return name
+    return ""
+
+
+def checkpoint_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Identities (path, size, mtime) of the checkpoint files, for ``--resume``."""
+    from ptsed.inference.batch import file_identity
+
+    models = args.models or []
+    return {"checkpoints": [file_identity(ckpt) for _, ckpt in models]}
+
+
+def sources_from_args(args: argparse.Namespace, extensions: Any = None) -> list:
+    from ptsed.io.audio import list_audio_files
+
+    exts = extensions
+    if exts is None and args.extensions:
+        exts = [e.strip() for e in args.extensions.split(",") if e.strip()]
+    return list_audio_files(args.inputs, extensions=exts, recursive=not args.no_recursive)
+
+
+def print_events_table(result: Any, header: list[bool], out: Any = None) -> None:
+    """Print a result's events (time order) as an aligned table; the header once (``header[0]``)."""
+    out = out or sys.stdout
+    if header[0]:
+        out.write(f"{'filename':<24} {'onset':>9} {'offset':>9}  {'score':>5}  event_label\n")
+        header[0] = False
+    events = sorted(result.events, key=lambda e: (e.onset, e.offset, e.label))
+    name = result.name if len(result.name) <= 24 else "…" + result.name[-23:]
+    for e in events:
+        score = "" if e.score is None else f"{e.score:.2f}"
+        label = e.label if e.channel is None else f"{e.label} [ch{e.channel}]"
+        out.write(f"{name:<24} {e.onset:9.2f} {e.offset:9.2f}  {score:>5}  {label}\n")
+    out.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ptsed.core.errors import ConfigError
+    from ptsed.inference.batch import run_batch
+    from ptsed.io.results import DETECT_WRITERS, parse_formats
+    from ptsed.postprocess.pipeline import PostProcessor
+
+    formats = parse_formats(args.format, DETECT_WRITERS)
+    if args.plot and not args.output:
+        raise ConfigError("--plot needs --output DIR")
+    postprocess = PostProcessor(
+        threshold=args.threshold,
+        median_filter_s=args.median_filter if args.median_filter != 0 else None,
+        min_duration_s=args.min_duration,
+        merge_gap_s=args.merge_gap,
+        top_k=args.top_k,
+        include=_names(args.include),
+        exclude=_names(args.exclude),
+        sort="class" if args.upstream_chunking else "onset",
+    )
+    if not args.models and not args._pending_checkpoint:
+        from ptsed.inference.replay import ScoreReplay, find_score_files
+
+        files = find_score_files(args.inputs, recursive=not args.no_recursive)
+        if files is None:
+            raise ConfigError("give a model with --model NAME (see `ptsed models`)")
+        predictor: Any = ScoreReplay(postprocess, files)
+        sources = files
+        extra: dict[str, Any] = {}
+    else:
+        predictor = build_predictor(args, postprocess)
+        sources = sources_from_args(args)
+        extra = checkpoint_settings(args)
+    header = [True]
+    on_result = None if args.output else (lambda r: print_events_table(r, header))
+    summary = run_batch(
+        predictor,
+        sources,
+        output_dir=args.output,
+        formats=formats,
+        task="detect",
+        per_file=args.per_file,
+        resume=args.resume,
+        plot=args.plot,
+        plot_top=args.plot_top,
+        progress=not args.quiet and sys.stderr.isatty(),
+        extra_settings=extra,
+        on_result=on_result,
+    )
+    if not args.quiet:
+        print(summary.text(), file=sys.stderr)
+        if args.output:
+            print(f"outputs in {args.output}", file=sys.stderr)
+    return summary.exit_code

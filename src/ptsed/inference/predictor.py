@@ -1,0 +1,579 @@
+"""The inference engine: audio of any length -> frame scores, events and embeddings, batched.
+
+:class:`Predictor` wraps one model or an ensemble. Files are decoded in blocks on a background thread
+(:mod:`ptsed.io.audio`), cut into overlapping windows (:mod:`ptsed.inference.windows`), and windows of
+one file and of many files are stacked into batches. Window outputs are stitched back on the 40 ms frame
+grid; an ensemble averages the frame probabilities of its models. Post-processing
+(:class:`ptsed.postprocess.pipeline.PostProcessor`) turns the scores into events.
+
+Example::
+
+    from ptsed import Predictor
+    predictor = Predictor("beats", batch_size=16, device="auto")
+    result = predictor.predict("recording.flac")      # FileResult: scores, filtered, events
+    for event in result.events:
+        print(event.onset, event.offset, event.label)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ptsed.core.errors import AudioError, ConfigError
+from ptsed.core.types import Event, FrameScores
+from ptsed.inference.types import Embeddings, FileResult
+from ptsed.inference.windows import STITCH_MODES, Stitcher, WindowCutter
+from ptsed.io.audio import DEFAULT_BLOCK_S, AudioSource, resample, stream_audio
+from ptsed.models.sed_model import SEDModel
+from ptsed.postprocess.decode import frame_times
+from ptsed.postprocess.pipeline import PostProcessor
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+CHANNEL_MODES = ("mix", "each")
+
+ModelLike = SEDModel | str | tuple[str, "str | os.PathLike | None"]
+AudioLike = str | os.PathLike | AudioSource | np.ndarray | torch.Tensor
+
+
+# ----------------------------------------------------------------------------------------------------
+# models and devices
+# ----------------------------------------------------------------------------------------------------
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or ``None``) -> CUDA if available, else MPS, else CPU; other names as given."""
+    if isinstance(device, torch.device):
+        return device
+    name = (device or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was asked for, but CUDA is not available")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError("device 'mps' was asked for, but MPS is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from err
+
+
+def resolve_model_name(name: str) -> str:
+    """Accept ptsed names (``beats``, ``atst_frame.as_strong``) and upstream's (``BEATs``, ``ATST-F``)."""
+    from ptsed.models.zoo import ARCHS
+
+    arch, dot, tag = name.partition(".")
+    if arch in ARCHS or arch == "demo":
+        return name
+    for spec in ARCHS.values():
+        if arch.casefold() in (spec.upstream_name.casefold(), spec.name.casefold()):
+            return spec.name + dot + tag
+    return name
+
+
+def load_model(spec: ModelLike, device: torch.device | None = None) -> SEDModel:
+    """A model from an :class:`SEDModel`, a zoo name, or ``(name, checkpoint_path)``."""
+    if isinstance(spec, SEDModel):
+        model = spec
+    else:
+        from ptsed.models.factory import create_model
+
+        name, checkpoint = (spec, None) if isinstance(spec, str) else spec
+        name = resolve_model_name(name) if name else name
+        model = create_model(name, checkpoint_path=checkpoint)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------
+# in-memory audio
+# ----------------------------------------------------------------------------------------------------
+class _ArrayStream:
+    """An in-memory signal (N,) or (C, N) with the interface of :class:`ptsed.io.audio.AudioStream`."""
+
+    def __init__(self, samples: np.ndarray, sr_in: int, sr_out: int, mono: bool, name: str, block_s: float) -> None:
+        x = np.asarray(samples, dtype=np.float32)
+        if x.ndim not in (1, 2) or x.shape[-1] == 0:
+            raise AudioError(f"{name}: expected a non-empty signal of shape (N,) or (C, N), got {x.shape}")
+        if not np.isfinite(x).all():
+            raise AudioError(f"{name} holds NaN or infinite samples; ptsed does not repair audio")
+        self.channels_in = 1 if x.ndim == 1 else x.shape[0]
+        if mono and x.ndim == 2:
+            x = x.mean(axis=0, dtype=np.float32)
+        elif not mono and x.ndim == 1:
+            x = x[None]
+        self.samples = resample(x, sr_in, sr_out)
+        self.sample_rate = sr_out
+        self.file_sample_rate = sr_in
+        self.num_samples = self.samples.shape[-1]
+        self.block = max(1, int(block_s * sr_out))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(0, self.num_samples, self.block):
+            yield self.samples[..., i : i + self.block]
+
+
+# ----------------------------------------------------------------------------------------------------
+# the engine
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class _Job:
+    """One input in flight."""
+
+    index: int
+    source: str
+    name: str
+    streams: int = 1
+    stitchers: list[Stitcher] = field(default_factory=list)
+    pending: int = 0
+    windows: int = 0
+    ended: bool = False
+    num_samples: int = 0
+    sample_rate: int | None = None
+    channels: int | None = None
+    error: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+_DONE = object()
+
+
+class Predictor:
+    """Runs one model, or an ensemble, over audio of any length.
+
+    Args:
+        model_or_models: an :class:`SEDModel`, a zoo name (``"beats"``, ``"atst_frame"``, upstream names
+            such as ``"BEATs"`` work too), a tuple ``(name, checkpoint_path)``, or a list of these (an
+            ensemble: frame probabilities are averaged; embeddings are concatenated).
+        batch_size: windows per forward pass; windows of one file and of consecutive files share batches.
+        device: ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``: autocast of the backbone and head (the
+            front-end always runs in float32).
+        window_s: window length in seconds (default: the model's, 10 s).
+        hop_s: hop between windows in seconds, rounded to whole frames (default: half the window).
+        overlap_s: alternatively, the overlap of consecutive windows (``hop = window - overlap``).
+        stitch: ``"centre"`` (each frame from the window whose centre is nearest) or ``"mean"`` (average
+            of all windows holding the frame). See :mod:`ptsed.inference.windows`.
+        upstream_chunking: reproduce upstream ``inference.py``: non-overlapping windows, last one
+            zero-padded, the padded frames kept (timestamps clipped to the audio length) and median-filtered
+            with the rest, events in upstream's order (class, then onset).
+        channels: ``"mix"`` (mono mix, the channel mean) or ``"each"`` (every channel on its own; results
+            carry ``channel``).
+        postprocess: a :class:`PostProcessor` (or a dict of its fields) for events; default: 0.36 s median
+            filter, threshold 0.5.
+        block_s: seconds of audio decoded at a time.
+        prefetch_windows: windows decoded ahead of the model (bounded queue).
+
+    Attributes:
+        models: the loaded models (eval mode, on ``device``).
+        labels: class names of the outputs.
+        sample_rate: input rate of the models (audio is resampled to it).
+    """
+
+    def __init__(
+        self,
+        model_or_models: ModelLike | Sequence[ModelLike],
+        *,
+        batch_size: int = 16,
+        device: str | torch.device | None = "auto",
+        precision: str = "fp32",
+        window_s: float | None = None,
+        hop_s: float | None = None,
+        overlap_s: float | None = None,
+        stitch: str = "centre",
+        upstream_chunking: bool = False,
+        channels: str = "mix",
+        postprocess: PostProcessor | dict | None = None,
+        block_s: float = DEFAULT_BLOCK_S,
+        prefetch_windows: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if stitch not in STITCH_MODES:
+            raise ConfigError(f"stitch must be one of {', '.join(STITCH_MODES)}, not {stitch!r}")
+        if channels not in CHANNEL_MODES:
+            raise ConfigError(f"channels must be one of {', '.join(CHANNEL_MODES)}, not {channels!r}")
+        if hop_s is not None and overlap_s is not None:
+            raise ConfigError("give hop_s or overlap_s, not both")
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.batch_size = int(batch_size)
+        specs = list(model_or_models) if isinstance(model_or_models, list) else [model_or_models]
+        if not specs:
+            raise ConfigError("no model given")
+        self.models: list[SEDModel] = [load_model(s, self.device) for s in specs]  # type: ignore[arg-type]
+        first = self.models[0]
+        for m in self.models[1:]:
+            if (m.sample_rate, m.frame_hop_s) != (first.sample_rate, first.frame_hop_s):
+                raise ConfigError(f"models {first.name!r} and {m.name!r} differ in sample rate or frame hop")
+        self.sample_rate = int(first.sample_rate)
+        self.frame_hop_s = float(first.frame_hop_s)
+        self.frame_samples = int(round(self.frame_hop_s * self.sample_rate))
+        if abs(self.frame_samples - self.frame_hop_s * self.sample_rate) > 1e-6:
+            raise ConfigError(f"a {self.frame_hop_s} s frame is not a whole number of samples at {self.sample_rate} Hz")
+        self.window_s = float(window_s if window_s is not None else first.window_s)
+        self.window_frames = max(1, int(round(self.window_s / self.frame_hop_s)))
+        self.window_samples = self.window_frames * self.frame_samples
+        self.upstream_chunking = bool(upstream_chunking)
+        if self.upstream_chunking:
+            hop_frames = self.window_frames
+        elif overlap_s is not None:
+            hop_frames = self.window_frames - int(round(overlap_s / self.frame_hop_s))
+        elif hop_s is not None:
+            hop_frames = int(round(hop_s / self.frame_hop_s))
+        else:
+            hop_frames = self.window_frames // 2
+        if not 1 <= hop_frames <= self.window_frames:
+            raise ConfigError(
+                f"the hop between windows must be between {self.frame_hop_s} s and the window ({self.window_s} s)"
+            )
+        self.hop_frames = hop_frames
+        self.stitch = stitch
+        self.channels = channels
+        self.block_s = float(block_s)
+        self.prefetch_windows = int(prefetch_windows or max(8, 4 * self.batch_size))
+        if postprocess is None:
+            postprocess = PostProcessor(sort="class" if self.upstream_chunking else "onset")
+        elif isinstance(postprocess, dict):
+            postprocess = PostProcessor(**postprocess)
+        self.postprocess: PostProcessor = postprocess
+        self._labels = first.labels if first.head.has_heads else []
+        for m in self.models[1:]:
+            if m.head.has_heads and m.labels != self._labels:
+                raise ConfigError(f"models {first.name!r} and {m.name!r} have different classes; cannot ensemble")
+
+    # -- metadata ---------------------------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        return list(self._labels)
+
+    @property
+    def hop_s(self) -> float:
+        """Hop between window starts in seconds."""
+        return self.hop_frames * self.frame_hop_s
+
+    def settings(self) -> dict[str, Any]:
+        """What determines the frame scores (plain JSON values; hashed by ``ptsed detect --resume``)."""
+        return {
+            "models": [
+                {"name": m.name, "arch": m.arch, "source": str(m.checkpoint_extra.get("source", ""))}
+                for m in self.models
+            ],
+            "sample_rate": self.sample_rate,
+            "window_s": self.window_s,
+            "hop_s": self.hop_s,
+            "stitch": self.stitch,
+            "upstream_chunking": self.upstream_chunking,
+            "channels": self.channels,
+            "precision": self.precision,
+        }
+
+    # -- single inputs ----------------------------------------------------------------------------------
+    def predict(self, audio: AudioLike, sample_rate: int | None = None, *, name: str | None = None) -> FileResult:
+        """Frame scores, filtered scores and events of one input (a path, or an array at ``sample_rate``,
+        default the model's rate). Raises :class:`AudioError` for unusable audio."""
+        result = next(self._run([self._item(audio, sample_rate, name)], task="detect"))
+        if result.error is not None:
+            raise AudioError(result.error)
+        return result
+
+    def frame_scores(self, audio: AudioLike, sample_rate: int | None = None) -> FrameScores | list[FrameScores]:
+        """Frame probabilities (T, K) of one input; a list (one per channel) when ``channels="each"``."""
+        result = self.predict(audio, sample_rate)
+        return result.scores if self.channels == "each" else result.scores[0]
+
+    def events(self, audio: AudioLike, sample_rate: int | None = None) -> list[Event]:
+        """Detected events of one input."""
+        return self.predict(audio, sample_rate).events
+
+    def embed(
+        self, audio: AudioLike, sample_rate: int | None = None, *, layer: int | None = None
+    ) -> Embeddings | list[Embeddings]:
+        """Frame embeddings (T, D) of one input from ``layer`` (``None``: the head input; an int: that
+        backbone block, negative counts from the top); a list when ``channels="each"``."""
+        result = next(self._run([self._item(audio, sample_rate, None)], task="embed", layer=layer))
+        if result.error is not None:
+            raise AudioError(result.error)
+        return result.embeddings if self.channels == "each" else result.embeddings[0]
+
+    # -- many inputs ------------------------------------------------------------------------------------
+    def predict_many(
+        self,
+        inputs: Iterable[AudioLike],
+        *,
+        embed: bool = False,
+        layer: int | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> Iterator[FileResult]:
+        """Process many inputs with shared batches; yields one :class:`FileResult` per input, in order.
+
+        A file that cannot be used gives a result with ``error`` set; the others go on.
+
+        Args:
+            inputs: paths, :class:`AudioSource` items, or ``(array, sample_rate)`` pairs.
+            embed: compute embeddings (from ``layer``) instead of scores and events.
+            progress: called with the seconds of audio completed, after every batch.
+        """
+        items = []
+        for x in inputs:
+            if isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], (np.ndarray, torch.Tensor)):
+                items.append(self._item(x[0], x[1], None))
+            else:
+                items.append(self._item(x, None, None))  # type: ignore[arg-type]
+        yield from self._run(items, task="embed" if embed else "detect", layer=layer, progress=progress)
+
+    # -- internals --------------------------------------------------------------------------------------
+    def _item(self, audio: AudioLike, sample_rate: int | None, name: str | None) -> tuple[Any, str, str, int | None]:
+        if isinstance(audio, AudioSource):
+            return audio.path, str(audio.path), name or audio.name, None
+        if isinstance(audio, (str, os.PathLike)):
+            p = Path(audio)
+            return p, str(p), name or p.name, None
+        if isinstance(audio, torch.Tensor):
+            audio = audio.detach().cpu().numpy()
+        if isinstance(audio, np.ndarray):
+            return audio, "<array>", name or "<array>", int(sample_rate or self.sample_rate)
+        raise TypeError(f"cannot read audio from a {type(audio).__name__}")
+
+    def _produce(self, items: list, q: queue.Queue, stop: threading.Event) -> None:
+        """Decode inputs and cut windows (background thread)."""
+
+        def put(msg: tuple) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(msg, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        mono = self.channels == "mix"
+        try:
+            for index, (src, source, name, sr_in) in enumerate(items):
+                if stop.is_set():
+                    return
+                try:
+                    if sr_in is None:
+                        stream: Any = stream_audio(src, self.sample_rate, mono=mono, block_s=self.block_s)
+                        file_sr, file_ch = stream.info.sample_rate, stream.info.channels
+                    else:
+                        stream = _ArrayStream(src, sr_in, self.sample_rate, mono, name, self.block_s)
+                        file_sr, file_ch = sr_in, stream.channels_in
+                    streams = 1 if mono else file_ch
+                    if not put(("start", index, source, name, streams, file_sr, file_ch)):
+                        return
+                    cutter = WindowCutter(
+                        self.window_samples,
+                        self.hop_frames * self.frame_samples,
+                        self.frame_samples,
+                        upstream=self.upstream_chunking,
+                    )
+                    covered = 0
+                    for block in stream:
+                        for start, window in cutter.feed(block):
+                            end = start + self.window_samples
+                            if not self._put_windows(put, index, start, window, (end - covered) / self.sample_rate):
+                                return
+                            covered = end
+                    total = int(stream.num_samples)
+                    for start, window in cutter.finish(total):
+                        end = min(start + self.window_samples, total)
+                        credit = max(0, end - covered) / self.sample_rate
+                        if not self._put_windows(put, index, start, window, credit):
+                            return
+                        covered = max(covered, end)
+                    if not put(("end", index, total)):
+                        return
+                except Exception as err:  # a bad file must not stop the run
+                    msg = str(err) if isinstance(err, AudioError) else f"{source}: {type(err).__name__}: {err}"
+                    if not put(("error", index, msg)):
+                        return
+        finally:
+            put(("done",))
+
+    def _put_windows(self, put: Callable, index: int, start: int, window: np.ndarray, credit: float) -> bool:
+        start_frame = start // self.frame_samples
+        if window.ndim == 1:
+            return put(("win", index, 0, start_frame, window, credit))
+        share = credit / window.shape[0]
+        return all(put(("win", index, c, start_frame, window[c], share)) for c in range(window.shape[0]))
+
+    def _forward(self, batch: np.ndarray, task: str, layer: int | None) -> np.ndarray:
+        """(B, W) windows -> (B, F, K) probabilities (ensemble mean) or (B, F, D) embeddings."""
+        x = torch.from_numpy(batch)
+        cuda = self.device.type == "cuda"
+        x = (x.pin_memory() if cuda else x).to(self.device, non_blocking=cuda)
+        dtype = PRECISIONS[self.precision]
+        outs = []
+        with torch.inference_mode():
+            for m in self.models:
+                feats = m.features(x)
+                with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    if task == "embed":
+                        y = m.embed_features(feats, self.window_frames, layer).float()
+                    else:
+                        out = m.forward_features(feats, self.window_frames)
+                        if out.strong_logits is None:
+                            raise ConfigError(f"model {m.name!r} has no classification head; use embeddings")
+                        y = out.strong_logits.float()
+                        if m.head_config.head_type != "attention":
+                            y = torch.sigmoid(y)
+                        y = y.transpose(1, 2)
+                outs.append(y)
+            if task == "embed":
+                y = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+            else:
+                y = outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)
+            return y.cpu().numpy()
+
+    def _finalize(self, job: _Job, task: str, layer: int | None) -> FileResult:
+        result = FileResult(source=job.source, name=job.name, sample_rate=job.sample_rate, channels=job.channels)
+        result.elapsed_s = time.perf_counter() - job.started
+        if job.error is not None:
+            result.error = job.error
+            return result
+        duration = job.num_samples / self.sample_rate
+        result.duration_s = duration
+        valid = math.ceil(job.num_samples / self.frame_samples)
+        frames = job.windows // job.streams * self.window_frames if self.upstream_chunking else valid
+        timestamps = frame_times(frames + 1, self.frame_hop_s, duration)
+        for c, stitcher in enumerate(job.stitchers):
+            values = stitcher.finish(frames)
+            channel = c if self.channels == "each" else None
+            if task == "embed":
+                result.embeddings.append(
+                    Embeddings(values, timestamps, job.name, layer, [m.name for m in self.models], channel)
+                )
+                continue
+            fs = FrameScores(
+                values,
+                timestamps,
+                self.labels,
+                source=job.name,
+                channel=channel,
+                meta={"hop_s": self.frame_hop_s, "duration_s": duration, "valid_frames": valid},
+            )
+            filtered, events = self.postprocess(fs, filename=job.name)
+            result.scores.append(fs)
+            result.filtered.append(filtered)
+            result.events.extend(events)
+        if task != "embed" and len(job.stitchers) > 1 and self.postprocess.sort == "onset":
+            index = {lab: i for i, lab in enumerate(self.labels)}
+            result.events.sort(key=lambda e: (e.onset, index[e.label], e.channel or 0))
+        return result
+
+    def _run(
+        self,
+        items: list,
+        *,
+        task: str,
+        layer: int | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> Iterator[FileResult]:
+        if task == "detect" and not self._labels:
+            raise ConfigError(f"model {self.models[0].name!r} has no classification head; use embeddings")
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch_windows)
+        stop = threading.Event()
+        thread = threading.Thread(target=self._produce, args=(items, q, stop), daemon=True, name="ptsed-decode")
+        thread.start()
+        jobs: dict[int, _Job] = {}
+        ready: dict[int, FileResult] = {}
+        next_out = 0
+        batch: list[tuple[int, int, int]] = []
+        arrays: list[np.ndarray] = []
+        credit = 0.0
+
+        def run_batch() -> None:
+            nonlocal credit
+            if not batch:
+                return
+            out = self._forward(np.stack(arrays), task, layer)
+            for (index, stream, start_frame), values in zip(batch, out, strict=True):
+                job = jobs[index]
+                job.pending -= 1
+                if job.error is None:
+                    job.stitchers[stream].add(start_frame, values)
+            batch.clear()
+            arrays.clear()
+            if progress is not None and credit:
+                progress(credit)
+            credit = 0.0
+
+        def collect() -> None:
+            for index in sorted(jobs):
+                job = jobs[index]
+                if (job.ended or job.error is not None) and job.pending == 0:
+                    ready[index] = self._finalize(job, task, layer)
+                    del jobs[index]
+
+        try:
+            while True:
+                msg = q.get()
+                kind = msg[0]
+                if kind == "done":
+                    break
+                if kind == "win":
+                    _, index, stream, start_frame, window, share = msg
+                    job = jobs[index]
+                    if job.error is not None:
+                        continue
+                    job.pending += 1
+                    job.windows += 1
+                    batch.append((index, stream, start_frame))
+                    arrays.append(window)
+                    credit += share
+                    if len(batch) >= self.batch_size:
+                        run_batch()
+                        collect()
+                elif kind == "start":
+                    _, index, source, name, streams, file_sr, file_ch = msg
+                    jobs[index] = _Job(
+                        index,
+                        source,
+                        name,
+                        streams=streams,
+                        stitchers=[Stitcher(self.window_frames, self.stitch) for _ in range(streams)],
+                        sample_rate=file_sr,
+                        channels=file_ch,
+                    )
+                elif kind == "end":
+                    _, index, total = msg
+                    jobs[index].ended = True
+                    jobs[index].num_samples = total
+                    collect()
+                elif kind == "error":
+                    _, index, err = msg
+                    src, source, name, _sr = items[index]
+                    job = jobs.setdefault(index, _Job(index, source, name))
+                    job.error = err
+                    collect()
+                while next_out in ready:
+                    yield ready.pop(next_out)
+                    next_out += 1
+            run_batch()
+            collect()
+            while next_out in ready:
+                yield ready.pop(next_out)
+                next_out += 1
+        finally:
+            stop.set()
+            thread.join(timeout=5)

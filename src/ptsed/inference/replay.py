@@ -1,0 +1,86 @@
+"""Redo post-processing from saved frame scores (``--format npz``) without running a model.
+
+``ptsed detect out/frames/ --threshold 0.3 --output out2/`` reads the NPZ files and writes new events
+with other thresholds, filters or class lists. :class:`ScoreReplay` has the part of the
+:class:`ptsed.inference.predictor.Predictor` interface that :func:`ptsed.inference.batch.run_batch` uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptsed.inference.types import FileResult
+from ptsed.io.audio import AudioSource, list_audio_files
+from ptsed.postprocess.pipeline import PostProcessor
+
+
+def find_score_files(inputs: Sequence[str | os.PathLike], recursive: bool = True) -> list[AudioSource] | None:
+    """The ``.npz`` score files among ``inputs`` (files or folders), or ``None`` when the inputs are not all
+    score files (then they are audio)."""
+    items = [Path(x) for x in inputs]
+    if not all((p.is_file() and p.suffix.lower() == ".npz") or p.is_dir() for p in items):
+        return None
+    if any(p.is_dir() and not any(p.rglob("*.npz") if recursive else p.glob("*.npz")) for p in items):
+        return None
+    return list_audio_files([str(p) for p in items], extensions=[".npz"], recursive=recursive)
+
+
+def _meta(path: Path) -> dict[str, Any]:
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+        meta["_channels"] = [int(c) for c in z["channels"]] if "channels" in z.files else [-1]
+    return meta
+
+
+class ScoreReplay:
+    """Post-processes saved frame scores as if a model had produced them."""
+
+    def __init__(self, postprocess: PostProcessor, sources: Sequence[AudioSource] = ()) -> None:
+        self.postprocess = postprocess
+        self.upstream_chunking = False
+        self.sample_rate = 16_000
+        self.channels = "mix"
+        if sources:
+            meta = _meta(Path(sources[0].path))
+            settings = meta.get("settings", {})
+            self.sample_rate = int(settings.get("sample_rate", 16_000))
+            self.upstream_chunking = bool(settings.get("upstream_chunking", False))
+            self.channels = "each" if meta["_channels"][0] >= 0 else "mix"
+
+    def settings(self) -> dict[str, Any]:
+        return {"replay": "npz"}
+
+    def predict_many(
+        self,
+        inputs: Sequence[AudioSource],
+        *,
+        embed: bool = False,
+        layer: int | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> Iterator[FileResult]:
+        from ptsed.io.results import read_frame_scores
+
+        for src in inputs:
+            try:
+                meta = _meta(Path(src.path))
+                name = meta.get("name") or src.name
+                streams = read_frame_scores(src.path)
+                result = FileResult(source=meta.get("source", str(src.path)), name=name)
+                result.duration_s = meta.get("duration_s") or float(streams[0].timestamps[-1])
+                for fs in streams:
+                    fs.source = name
+                    filtered, events = self.postprocess(fs, filename=name)
+                    result.scores.append(fs)
+                    result.filtered.append(filtered)
+                    result.events.extend(events)
+            except Exception as err:
+                result = FileResult(source=str(src.path), name=src.name, error=f"{src.path}: {err}")
+            if progress is not None and result.duration_s:
+                progress(result.duration_s)
+            yield result

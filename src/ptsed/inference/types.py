@@ -1,0 +1,72 @@
+"""What the inference engine returns per input: frame scores, events, embeddings, or the error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ptsed.core.types import Event, FrameScores
+
+
+@dataclass
+class Embeddings:
+    """Frame embeddings of one audio stream on the model's frame grid.
+
+    Attributes:
+        values: (T, D) float32, frame t spans ``[timestamps[t], timestamps[t + 1])``.
+        timestamps: (T + 1,) float64 frame boundaries in seconds.
+        source: the file (or stream name).
+        layer: the layer asked for (``None``: the head input).
+        models: names of the models (several: their embeddings are concatenated along D).
+        channel: channel index when channels are processed separately, else ``None``.
+    """
+
+    values: np.ndarray
+    timestamps: np.ndarray
+    source: str = ""
+    layer: int | None = None
+    models: list[str] = field(default_factory=list)
+    channel: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.values.ndim != 2 or self.timestamps.shape != (self.values.shape[0] + 1,):
+            raise ValueError(
+                f"embeddings must be (T, D) with T + 1 timestamps, got {self.values.shape} and {self.timestamps.shape}"
+            )
+
+
+@dataclass
+class FileResult:
+    """Everything one run produced for one input.
+
+    Attributes:
+        source: the input path (``"<array>"`` for in-memory audio).
+        name: the name outputs are written under (path relative to the folder it was found in).
+        duration_s: decoded duration in seconds.
+        sample_rate: the file's own sample rate in Hz.
+        channels: the file's channel count.
+        scores: raw frame probabilities, one :class:`FrameScores` per processed stream (the mono mix, or
+            each channel).
+        filtered: the post-processed (median-filtered) scores, same layout.
+        events: detected events of all streams.
+        embeddings: one :class:`Embeddings` per stream (``ptsed embed``), else empty.
+        error: why the file failed (then everything else is empty).
+        elapsed_s: wall time spent on the file (decode to last window).
+    """
+
+    source: str
+    name: str
+    duration_s: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    scores: list[FrameScores] = field(default_factory=list)
+    filtered: list[FrameScores] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    embeddings: list[Embeddings] = field(default_factory=list)
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None

@@ -1,0 +1,224 @@
+"""The post-processing chain from frame probabilities to events, with every length in seconds.
+
+median filter (per class or one for all) -> optional top-k per frame -> threshold (strict ``>``, per class
+or one) -> contiguous regions -> gap merging -> minimum duration -> events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptsed.core.errors import ConfigError
+from ptsed.core.types import Event, FrameScores
+from ptsed.postprocess.decode import decode_events, did_you_mean, per_class
+from ptsed.postprocess.filters import median_filter
+
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_MEDIAN_FILTER_S = 0.36
+"""Upstream's median filter: 9 frames of 40 ms."""
+
+PerClass = float | Sequence[float] | Mapping[str, float]
+
+
+def read_class_values(path: str | Path, what: str = "value") -> dict[str, float]:
+    """Per-class values from a file: JSON ``{"label": value}``, or a table with a label and a value per line.
+
+    Tables are tab-separated (``label<TAB>value``) or comma-separated with the label quoted when it holds
+    commas (``"Accelerating, revving, vroom",0.3``). A first line whose value is not a number is a header;
+    ``#`` starts a comment.
+
+    Raises:
+        ConfigError: a missing file or a line that cannot be read.
+    """
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} file {str(path)!r} does not exist")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+            return {str(k): float(v) for k, v in data.items()}
+        except (ValueError, AttributeError, TypeError) as err:
+            raise ConfigError(f"{what} file {str(path)!r} is not a JSON object of label: number ({err})") from err
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    delimiter = "\t" if any("\t" in ln for ln in lines) else ","
+    out: dict[str, float] = {}
+    for i, row in enumerate(csv.reader(lines, delimiter=delimiter)):
+        if len(row) < 2:
+            raise ConfigError(f"{what} file {str(path)!r}: line {i + 1} has no value: {lines[i]!r}")
+        label, value = row[0].strip(), row[-1].strip()
+        try:
+            out[label] = float(value)
+        except ValueError:
+            if i == 0:
+                continue  # header
+            raise ConfigError(f"{what} file {str(path)!r}: line {i + 1}: {value!r} is not a number") from None
+    return out
+
+
+def resolve_class_names(names: Sequence[str], labels: Sequence[str]) -> list[int]:
+    """Indices of class names (exact, else case-insensitive match); unknown names raise ``ConfigError``."""
+    exact = {lab: i for i, lab in enumerate(labels)}
+    folded = {lab.casefold(): i for i, lab in enumerate(labels)}
+    out = []
+    for name in names:
+        if name in exact:
+            out.append(exact[name])
+        elif name.casefold() in folded:
+            out.append(folded[name.casefold()])
+        else:
+            raise ConfigError(f"unknown class {name!r}{did_you_mean(name, labels)}")
+    return out
+
+
+@dataclass
+class PostProcessor:
+    """Frame probabilities -> median-filtered scores and events. All lengths in seconds.
+
+    Attributes:
+        threshold: one threshold for all classes, K values, or a mapping label -> threshold (classes
+            missing from it use ``default_threshold``). Active frames are ``score > threshold``.
+        median_filter_s: filter length: one for all classes, K values, or a mapping label -> seconds
+            (missing classes use ``DEFAULT_MEDIAN_FILTER_S``); rounded to the nearest whole number of frames
+            (0.36 s -> 9 frames, upstream's setting); ``None`` or 0 disables it.
+        min_duration_s: drop events shorter than this (one, K, or a mapping).
+        merge_gap_s: join events of one class separated by at most this (one, K, or a mapping).
+        top_k: at each frame only the ``top_k`` highest-scoring classes can be active (``None``: all).
+        include: class names to report (``None``: all); case-insensitive.
+        exclude: class names never reported.
+        default_threshold: threshold of classes a threshold mapping leaves out.
+        sort: ``"onset"`` (events in time order) or ``"class"`` (upstream's order: class index, then onset).
+    """
+
+    threshold: PerClass = DEFAULT_THRESHOLD
+    median_filter_s: PerClass | None = DEFAULT_MEDIAN_FILTER_S
+    min_duration_s: PerClass = 0.0
+    merge_gap_s: PerClass = 0.0
+    top_k: int | None = None
+    include: Sequence[str] | None = None
+    exclude: Sequence[str] | None = None
+    default_threshold: float = DEFAULT_THRESHOLD
+    sort: str = "onset"
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.sort not in ("onset", "class"):
+            raise ConfigError(f"sort must be 'onset' or 'class', not {self.sort!r}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"top_k must be >= 1, not {self.top_k}")
+        for name in ("threshold", "median_filter_s", "min_duration_s", "merge_gap_s"):
+            value = getattr(self, name)
+            if isinstance(value, (str, Path)):
+                setattr(self, name, read_class_values(value, name.replace("_s", "").replace("_", " ")))
+
+    def with_options(self, **changes: Any) -> PostProcessor:
+        """A copy with some settings changed."""
+        return replace(self, **changes, _cache={})
+
+    # -- resolved per-class settings --------------------------------------------------------------------
+    def _resolved(self, labels: Sequence[str]) -> dict[str, Any]:
+        key = tuple(labels)
+        if key not in self._cache:
+            mf = self.median_filter_s
+            lengths = None if mf is None else per_class(mf, labels, DEFAULT_MEDIAN_FILTER_S, "median filter length")
+            classes: np.ndarray | None = None
+            if self.include is not None or self.exclude is not None:
+                keep = np.zeros(len(labels), bool)
+                keep[resolve_class_names(self.include, labels) if self.include is not None else slice(None)] = True
+                if self.exclude:
+                    keep[resolve_class_names(self.exclude, labels)] = False
+                classes = np.flatnonzero(keep)
+            self._cache = {
+                key: {
+                    "thresholds": per_class(self.threshold, labels, self.default_threshold, "threshold"),
+                    "median": lengths,
+                    "min_duration": per_class(self.min_duration_s, labels, 0.0, "minimum duration"),
+                    "merge_gap": per_class(self.merge_gap_s, labels, 0.0, "merge gap"),
+                    "classes": classes,
+                }
+            }
+        return self._cache[key]
+
+    def class_indices(self, labels: Sequence[str]) -> np.ndarray:
+        """Indices of the classes events are reported for (include/exclude applied)."""
+        classes = self._resolved(labels)["classes"]
+        return np.arange(len(labels)) if classes is None else classes
+
+    # -- the chain --------------------------------------------------------------------------------------
+    def filter(self, frame_scores: FrameScores, hop_s: float | None = None) -> FrameScores:
+        """Median-filtered copy of ``frame_scores`` (same frames, timestamps and labels)."""
+        lengths = self._resolved(frame_scores.labels)["median"]
+        hop = hop_s if hop_s is not None else _hop_of(frame_scores)
+        scores = frame_scores.scores if lengths is None else median_filter(frame_scores.scores, list(lengths), hop)
+        return FrameScores(
+            scores=np.asarray(scores, dtype=np.float32),
+            timestamps=frame_scores.timestamps,
+            labels=list(frame_scores.labels),
+            source=frame_scores.source,
+            channel=frame_scores.channel,
+            meta={**frame_scores.meta, "median_filter_s": self.median_filter_s},
+        )
+
+    def decode(self, filtered: FrameScores, filename: str | None = None) -> list[Event]:
+        """Events from already filtered scores."""
+        r = self._resolved(filtered.labels)
+        events = decode_events(
+            filtered.scores,
+            filtered.timestamps,
+            filtered.labels,
+            r["thresholds"],
+            filename=filtered.source if filename is None else filename,
+            channel=filtered.channel,
+            min_duration_s=r["min_duration"],
+            merge_gap_s=r["merge_gap"],
+            classes=r["classes"],
+            top_k=self.top_k,
+        )
+        if self.sort == "onset":
+            index = {lab: i for i, lab in enumerate(filtered.labels)}
+            events.sort(key=lambda e: (e.onset, index[e.label], e.offset))
+        return events
+
+    def __call__(self, frame_scores: FrameScores, filename: str | None = None) -> tuple[FrameScores, list[Event]]:
+        """``(filtered frame scores, events)``."""
+        filtered = self.filter(frame_scores)
+        return filtered, self.decode(filtered, filename)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as plain JSON values (stored with outputs, hashed for ``--resume``)."""
+
+        def plain(v: Any) -> Any:
+            if isinstance(v, Mapping):
+                return {str(k): float(x) for k, x in sorted(v.items())}
+            if isinstance(v, np.ndarray) or (isinstance(v, Sequence) and not isinstance(v, str)):
+                return [plain(x) for x in v]
+            return v
+
+        return {
+            "threshold": plain(self.threshold),
+            "median_filter_s": plain(self.median_filter_s),
+            "min_duration_s": plain(self.min_duration_s),
+            "merge_gap_s": plain(self.merge_gap_s),
+            "top_k": self.top_k,
+            "include": list(self.include) if self.include is not None else None,
+            "exclude": list(self.exclude) if self.exclude is not None else None,
+            "default_threshold": self.default_threshold,
+            "sort": self.sort,
+        }
+
+
+def _hop_of(fs: FrameScores) -> float:
+    hop = fs.meta.get("hop_s")
+    if hop:
+        return float(hop)
+    if fs.timestamps.size >= 3:
+        return float(np.round(fs.timestamps[1] - fs.timestamps[0], 9))
+    return 0.04

@@ -1,0 +1,215 @@
+"""ptsed.io.audio: decoding, resampling, mixing, streaming, bad files, input discovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ptsed.core.errors import AudioError
+from ptsed.io.audio import audio_info, list_audio_files, load_audio, resample, stream_audio
+
+
+def _sine(sr: int, seconds: float, freq: float = 440.0, amp: float = 0.3, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(round(sr * seconds))) / sr
+    x = np.stack([amp * np.sin(2 * np.pi * freq * (c + 1) * t) for c in range(channels)], axis=1)
+    return x.astype(np.float32) if channels > 1 else x[:, 0].astype(np.float32)
+
+
+def _write_av(path: Path, fmt: str, codec: str, sr: int, seconds: float, video: bool = False) -> np.ndarray:
+    """Encode a stereo sine with PyAV (optionally with a video stream); returns the (2, N) signal."""
+    av = pytest.importorskip("av")
+    x = _sine(sr, seconds, channels=2).T.copy()
+    with av.open(str(path), "w", format=fmt) as c:
+        if video:
+            v = c.add_stream("mpeg4", rate=10)
+            v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        s = c.add_stream(codec, rate=sr)
+        s.layout = "stereo"
+        step = 1024
+        for i in range(0, x.shape[1], step):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, i : i + step]), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = sr, i
+            for p in s.encode(frame):
+                c.mux(p)
+            if video and (i // step) % 4 == 0:
+                vf = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+                for p in v.encode(vf):
+                    c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+        if video:
+            for p in v.encode(None):
+                c.mux(p)
+    return x
+
+
+def _corr_at_lag(a: np.ndarray, b: np.ndarray) -> float:
+    """Best normalised correlation of two signals over small lags (codecs shift by their delay)."""
+    n = min(a.size, b.size) - 2000
+    best = 0.0
+    for lag in range(0, 1500, 1):
+        x, y = a[lag : lag + n], b[:n]
+        best = max(best, float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-12)))
+        x, y = a[:n], b[lag : lag + n]
+        best = max(best, float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-12)))
+        if best > 0.99:
+            break
+    return best
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3"])
+def test_soundfile_formats_decode_and_resample(tmp_path: Path, ext: str) -> None:
+    sr = 22_050
+    x = _sine(sr, 1.5)
+    path = tmp_path / f"a.{ext}"
+    sf.write(path, x, sr)
+    y, out_sr = load_audio(path, 16_000)
+    assert out_sr == 16_000 and y.dtype == np.float32 and y.ndim == 1
+    assert y.size == -(-x.size * 16_000 // sr)  # ceil, as librosa.load
+    ref = resample(x, sr, 16_000)
+    if ext in ("wav", "flac"):
+        np.testing.assert_allclose(y, ref, atol=1e-4)  # PCM_16 quantisation only
+    else:
+        assert _corr_at_lag(y, ref) > 0.98
+    info = audio_info(path)
+    assert info.sample_rate == sr and info.channels == 1 and info.backend == "soundfile"
+
+
+def test_96khz_8_channels_mixed_and_kept(tmp_path: Path) -> None:
+    sr = 96_000
+    x = _sine(sr, 0.5, channels=8) * 0.2
+    path = tmp_path / "multi.wav"
+    sf.write(path, x, sr, subtype="FLOAT")
+    mono, _ = load_audio(path, 16_000)
+    assert mono.shape == (-(-x.shape[0] // 6),)
+    np.testing.assert_allclose(mono, resample(x.mean(axis=1), sr, 16_000), atol=1e-6)
+    multi, _ = load_audio(path, 16_000, mono=False)
+    assert multi.shape == (8, mono.size)
+    np.testing.assert_allclose(multi.mean(axis=0), mono, atol=1e-5)
+    assert audio_info(path).channels == 8
+
+
+def test_streaming_equals_whole_file_and_blocks_are_bounded(tmp_path: Path) -> None:
+    sr = 44_100
+    x = np.random.default_rng(0).standard_normal(sr * 7 + 123).astype(np.float32) * 0.1
+    path = tmp_path / "long.wav"
+    sf.write(path, x, sr, subtype="FLOAT")
+    stream = stream_audio(path, 16_000, block_s=0.5)
+    blocks = list(stream)
+    assert len(blocks) > 10
+    assert max(b.size for b in blocks) <= 16_000  # about block_s of output (+ one held-back block)
+    whole = np.concatenate(blocks)
+    np.testing.assert_array_equal(whole, resample(x, sr, 16_000))  # soxr's stream equals its one-shot
+    assert stream.num_samples == whole.size == -(-x.size * 16_000 // sr)
+
+
+def test_segment_reading(tmp_path: Path) -> None:
+    x = np.arange(16_000 * 3, dtype=np.float32) / 1e5
+    path = tmp_path / "ramp.wav"
+    sf.write(path, x, 16_000, subtype="FLOAT")
+    seg, _ = load_audio(path, offset_s=1.0, duration_s=0.5)
+    np.testing.assert_array_equal(seg, x[16_000:24_000])
+    assert load_audio(path, offset_s=10.0)[0].size == 0
+
+
+@pytest.mark.parametrize(
+    ("fmt", "codec", "ext", "video"),
+    [("mp4", "aac", "m4a", False), ("mp4", "aac", "mp4", True), ("webm", "libopus", "webm", False)],
+)
+def test_pyav_containers(tmp_path: Path, fmt: str, codec: str, ext: str, video: bool) -> None:
+    sr = 48_000 if codec == "libopus" else 44_100
+    path = tmp_path / f"clip.{ext}"
+    x = _write_av(path, fmt, codec, sr, 1.0, video=video)
+    info = audio_info(path)
+    assert info.backend == "av" and info.channels == 2 and info.sample_rate == sr
+    y, _ = load_audio(path, 16_000)
+    assert abs(y.size - 16_000) <= 0.03 * 16_000
+    ref = resample(x.mean(axis=0), sr, 16_000)
+    assert _corr_at_lag(y, ref) > 0.95
+    both, _ = load_audio(path, 16_000, mono=False)
+    assert both.shape == (2, y.size)
+
+
+def test_short_clip(tmp_path: Path) -> None:
+    path = tmp_path / "short.wav"
+    sf.write(path, _sine(8_000, 0.1), 8_000)
+    y, _ = load_audio(path, 16_000)
+    assert y.size == 1600
+
+
+def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    x = (_sine(16_000, 2.0) * 0.5).astype(np.float32)
+    good = tmp_path / "good.wav"
+    sf.write(good, x, 16_000)
+    data = good.read_bytes()
+    cases: dict[str, tuple[Path, str]] = {}
+
+    def add(name: str, content: bytes, expect: str) -> None:
+        p = tmp_path / name
+        p.write_bytes(content)
+        cases[name] = (p, expect)
+
+    add("empty.wav", b"", "empty")
+    add("header_only.wav", data[:44], "truncated")
+    add("truncated.wav", data[: len(data) // 2], "truncated")
+    add("text.wav", b"this is not audio\n" * 20, "not an audio file")
+    add("text.m4a", b"this is not audio\n" * 20, "not an audio or video file")
+    flac = tmp_path / "full.flac"
+    sf.write(flac, x, 16_000)
+    add("truncated.flac", flac.read_bytes()[: flac.stat().st_size // 2], "truncated")
+    mp3 = tmp_path / "full.mp3"
+    sf.write(mp3, x, 16_000)
+    add("truncated.mp3", mp3.read_bytes()[: mp3.stat().st_size // 2], "truncated")
+    sf.write(tmp_path / "zero_samples.wav", np.zeros(0, np.float32), 16_000)
+    cases["zero_samples.wav"] = (tmp_path / "zero_samples.wav", "no audio samples")
+    nan = x.copy()
+    nan[1000] = np.nan
+    sf.write(tmp_path / "nan.wav", nan, 16_000, subtype="FLOAT")
+    cases["nan.wav"] = (tmp_path / "nan.wav", "NaN")
+    inf = x.copy()
+    inf[5] = np.inf
+    sf.write(tmp_path / "inf.wav", inf, 16_000, subtype="FLOAT")
+    cases["inf.wav"] = (tmp_path / "inf.wav", "infinite")
+    cases["missing.wav"] = (tmp_path / "missing.wav", "does not exist")
+    return cases
+
+
+def test_bad_files_raise_clear_errors(tmp_path: Path) -> None:
+    for name, (path, expect) in _bad_files(tmp_path).items():
+        with pytest.raises(AudioError) as info:
+            load_audio(path, 16_000)
+        msg = str(info.value)
+        assert name in msg, msg
+        assert expect in msg, f"{name}: {msg}"
+
+
+def test_list_audio_files(tmp_path: Path) -> None:
+    root = tmp_path / "rec"
+    (root / "site1").mkdir(parents=True)
+    (root / "site2").mkdir()
+    for rel in ["a.wav", "site1/b.flac", "site2/c.mp3", "site2/notes.txt", "site1/d.WAV"]:
+        (root / rel).write_bytes(b"x")
+    names = [s.name for s in list_audio_files(root)]
+    assert names == ["a.wav", "site1/b.flac", "site1/d.WAV", "site2/c.mp3"]
+    assert [s.name for s in list_audio_files(root, recursive=False)] == ["a.wav"]
+    assert [s.name for s in list_audio_files(root, extensions=["flac"])] == ["site1/b.flac"]
+    assert [s.name for s in list_audio_files(str(root / "**" / "*.mp3"))] == ["site2/c.mp3"]
+    assert [s.name for s in list_audio_files(root / "site1" / "b.flac")] == ["b.flac"]
+    lst = tmp_path / "files.txt"
+    lst.write_text("# two files\nrec/a.wav\n\nrec/site2/c.mp3\n")
+    from_list = list_audio_files([f"@{lst}"])
+    assert [s.name for s in from_list] == ["rec/a.wav", "rec/site2/c.mp3"]
+    assert from_list[0].path == lst.parent / "rec/a.wav"
+    assert [s.name for s in list_audio_files([lst])] == ["rec/a.wav", "rec/site2/c.mp3"]
+    # the same file twice is listed once; equal base names from different folders are told apart
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.wav").write_bytes(b"x")
+    both = list_audio_files([root / "a.wav", root / "a.wav", tmp_path / "other" / "a.wav"])
+    assert [s.name for s in both] == ["rec/a.wav", "other/a.wav"]
+    with pytest.raises(AudioError, match="does not exist"):
+        list_audio_files(tmp_path / "nope")
+    with pytest.raises(AudioError, match="matches no audio"):
+        list_audio_files(str(tmp_path / "*.ogg"))

@@ -1,0 +1,167 @@
+"""``ptsed detect`` / ``ptsed embed`` end to end with a tiny model (patched into create_model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import ptsed.models.factory as factory
+from ptsed.cli.main import main
+from tiny_models import tiny_model
+
+
+@pytest.fixture
+def tiny(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``--model tiny`` builds a tiny model; returns the list of names built (one per model load)."""
+    built: list[str] = []
+    real = factory.create_model
+
+    def create(name: str, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if name.startswith("tiny"):
+            built.append(name)
+            return tiny_model(context=3, name=name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(factory, "create_model", create)
+    return built
+
+
+def _tone(seconds: float, sr: int = 16_000, channels: int = 1, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    x = rng.standard_normal((n, channels)) * (0.05 + 0.4 * (np.arange(n)[:, None] / sr % 4 < 1.5))
+    return x[:, 0] if channels == 1 else x
+
+
+@pytest.fixture
+def recordings(tmp_path: Path) -> Path:
+    root = tmp_path / "rec"
+    (root / "site1").mkdir(parents=True)
+    sf.write(root / "a.wav", _tone(12.3), 16_000)
+    sf.write(root / "site1" / "b.flac", _tone(4.0, sr=44_100, channels=2, seed=1), 44_100)
+    sf.write(root / "site1" / "short.wav", _tone(0.1, seed=2), 16_000)
+    return root
+
+
+def test_detect_folder_all_formats(tiny: list[str], recordings: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    (recordings / "broken.wav").write_bytes(b"RIFF....WAVEnot really")
+    out = tmp_path / "out"
+    fmts = "tsv,csv,json,audacity,raven,scores,scores_filtered,npz,h5"
+    code = main(["detect", str(recordings), "--model", "tiny", "--output", str(out), "--format", fmts,
+                 "--threshold", "0.6", "--median-filter", "0.2", "--batch-size", "4"])  # fmt: skip
+    assert code == 1  # one file failed
+    err = capsys.readouterr().err
+    assert "broken.wav" in err and "3 file(s) processed" in err and "1 failed" in err
+    lines = (out / "events.tsv").read_text().splitlines()
+    assert lines[0] == "filename\tonset\toffset\tevent_label"
+    names = {ln.split("\t")[0] for ln in lines[1:]}
+    assert names <= {"a.wav", "site1/b.flac", "site1/short.wav"} and "a.wav" in names
+    for rel in ["scores/a.tsv", "scores_filtered/site1/b.tsv", "frames/site1/short.npz", "audacity/a.txt",
+                "raven/site1/b.selections.txt", "events.csv", "events.json", "frame_scores.h5"]:  # fmt: skip
+        assert (out / rel).is_file(), rel
+    short = (out / "scores" / "site1" / "short.tsv").read_text().splitlines()
+    assert len(short) == 1 + 3 and short[-1].split("\t")[1] == "0.1"  # 0.1 s: 3 frames, the last one cut at 0.1 s
+    doc = json.loads((out / "events.json").read_text())
+    assert doc["settings"]["postprocess"]["threshold"] == 0.6
+    manifest = [json.loads(x) for x in (out / "ptsed_manifest.jsonl").read_text().splitlines()]
+    assert {m["name"]: m["ok"] for m in manifest} == {
+        "a.wav": True,
+        "broken.wav": False,
+        "site1/b.flac": True,
+        "site1/short.wav": True,
+    }
+
+
+def test_resume_skips_done_files_and_redoes_on_new_settings(tiny: list[str], recordings: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["detect", str(recordings), "--model", "tiny", "--output", str(out), "--format", "tsv,scores", "-q"]
+    assert main(args) == 0
+    first = (out / "events.tsv").read_text()
+    stamp = (out / "scores" / "a.tsv").stat().st_mtime_ns
+    (out / "scores" / "site1" / "b.tsv").unlink()  # one output lost: only that file is redone
+    calls: list[int] = []
+    import ptsed.inference.predictor as pred
+
+    real_forward = pred.Predictor._forward
+
+    def counting(self, batch, task, layer):  # noqa: ANN001, ANN202
+        calls.append(batch.shape[0])
+        return real_forward(self, batch, task, layer)
+
+    pred.Predictor._forward = counting
+    try:
+        assert main([*args, "--resume"]) == 0
+        assert sum(calls) == 1  # b.flac (4 s) is one window
+        assert (out / "scores" / "a.tsv").stat().st_mtime_ns == stamp
+        assert (out / "events.tsv").read_text() == first  # combined table rebuilt from the manifest
+        calls.clear()
+        assert main([*args, "--resume", "--threshold", "0.3"]) == 0  # other settings: everything again
+        assert sum(calls) > 3
+    finally:
+        pred.Predictor._forward = real_forward
+
+
+def test_prints_table_without_output(tiny: list[str], recordings: Path, capsys) -> None:  # noqa: ANN001
+    assert main(["detect", str(recordings / "a.wav"), "--model", "tiny", "--threshold", "0.5", "-q"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["filename", "onset", "offset", "score", "event_label"]
+    assert len(out) > 1 and all(line.startswith("a.wav") for line in out[1:])
+    onsets = [float(line.split()[1]) for line in out[1:]]
+    assert onsets == sorted(onsets)
+
+
+def test_ensemble_and_replay_from_npz(tiny: list[str], recordings: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    wav = str(recordings / "a.wav")
+    args = ["detect", wav, "--model", "tiny", "--model", "tiny2", "--output", str(out), "--format", "npz,tsv", "-q"]
+    assert main(args) == 0
+    assert tiny == ["tiny", "tiny2"]
+    from ptsed.io.results import read_events, read_frame_scores
+    from ptsed.postprocess.pipeline import PostProcessor
+
+    def spans(events: list) -> list[tuple]:
+        return [(e.filename, e.onset, e.offset, e.label) for e in events]
+
+    saved = read_frame_scores(out / "frames" / "a.npz")[0]
+    assert spans(read_events(out / "events.tsv")) == spans(PostProcessor()(saved, "a.wav")[1])
+    # post-processing again from the saved scores, no model
+    assert main(["detect", str(out / "frames"), "--threshold", "0.9", "--output", str(tmp_path / "re"), "-q"]) == 0
+    redone = read_events(tmp_path / "re" / "events.tsv")
+    assert redone and spans(redone) == spans(PostProcessor(threshold=0.9)(saved, "a.wav")[1])
+    assert len(tiny) == 2
+
+
+def test_plot(tiny: list[str], recordings: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "out"
+    assert main(["detect", str(recordings / "a.wav"), "--model", "tiny", "--output", str(out), "--plot", "-q"]) == 0
+    png = out / "plots" / "a.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_embed(tiny: list[str], recordings: Path, tmp_path: Path) -> None:
+    out = tmp_path / "emb"
+    code = main(["embed", str(recordings), "--model", "tiny", "--layer", "0", "--output", str(out), "-q"])
+    assert code == 0
+    emb = np.load(out / "embeddings" / "a.npy")
+    assert emb.shape == (int(np.ceil(12.3 / 0.04)), 16)
+    assert np.load(out / "embeddings" / "site1" / "short.npy").shape == (3, 16)
+
+
+def test_interface_and_errors(tiny: list[str], recordings: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "out"
+    code = main(["detect", str(recordings / "a.wav"), "--model", "tiny", "--output", str(out),
+                 "--format", "tsv,scores", "--threshold", "0.5", "--median-filter", "0.36",
+                 "--upstream-chunking", "-q"])  # fmt: skip
+    assert code == 0
+    scores = (out / "scores" / "a.tsv").read_text().splitlines()
+    assert len(scores) == 1 + 308 and scores[-1].split("\t")[1] == "12.3"  # padded frames left out of scores
+    assert main(["detect", str(recordings / "a.wav")]) == 2
+    assert "--model" in capsys.readouterr().err
+    assert main(["detect", str(tmp_path / "missing.wav"), "--model", "tiny"]) == 2
+    assert main(["detect", str(recordings / "a.wav"), "--model", "tiny", "--format", "xls"]) == 2
+    assert "unknown output format" in capsys.readouterr().err
