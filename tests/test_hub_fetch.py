@@ -224,6 +224,9 @@ def test_download_file_streams_and_reports_size(server: Server, tmp_path: Path, 
     assert got.size == len(body) and got.sha256 == hashlib.sha256(body).hexdigest()
     assert got.path.read_bytes() == body and capsys.readouterr().err == ""
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["blob.bin"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert got.path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_download_many_goes_on_past_failures(server: Server, tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import secrets
+import socket
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -55,6 +56,8 @@ def _reason(err: BaseException) -> str:
         if isinstance(inner, BaseException):
             return _reason(inner)
         return str(inner)
+    if isinstance(err, socket.gaierror):
+        return f"the host name could not be resolved ({err.strerror or err}); is the network down?"
     if isinstance(err, ConnectionRefusedError):
         return "connection refused"
     if isinstance(err, ConnectionResetError):
@@ -145,8 +148,9 @@ def download_file(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)  # permissions as the umask says
     try:
         with os.fdopen(fd, "wb") as fh:
             size, digest = stream(url, fh, progress=progress, desc=desc or dest.name)
