@@ -47,6 +47,13 @@ def test_profile_counts_params_and_macs(monkeypatch: pytest.MonkeyPatch) -> None
     assert profile.profile_model("tiny", input_s=20.0).macs == _tiny_macs(320_000, 447) - 250 * 8 * 447 + 500 * 8 * 447
 
 
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_attention_is_counted_on_every_device(device: str) -> None:
+    x = torch.ones(1, 1, 50, 16, device=device)  # (B, heads, S, D)
+    macs = profile.count_macs(torch.nn.functional.scaled_dot_product_attention, x, x, x)
+    assert macs == 2 * 50 * 50 * 16  # q k^T and attn v
+
+
 def test_profile_falls_back_to_cpu_once_and_caches(monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 

@@ -16,6 +16,7 @@ versions and the builder's source file), so that costs time only once.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -113,9 +114,19 @@ def count_macs(fn: Any, *args: Any) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
+    with torch.no_grad(), _math_attention(), counter:
         fn(*args)
     return int(counter.get_total_flops()) // 2
+
+
+def _math_attention() -> Any:
+    """Route ``scaled_dot_product_attention`` through its math form, whose matmuls are counted on every
+    device (fused CPU kernels are not counted by ``FlopCounterMode``)."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 def _body_pass(frontend: Any, backbone: Any, input_s: float, device: str) -> dict[str, int]:
