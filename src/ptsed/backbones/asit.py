@@ -13,19 +13,18 @@ Module names equal upstream's (``model.X`` in a released file is ``backbone.X`` 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ptsed.backbones.base import Backbone
+from ptsed.backbones.vit import ViTBackbone
 from ptsed.frontends.kaldi import ASIT_FBANK, KaldiFbank
-from ptsed.layers.vit import PatchEmbed, block_param_groups, make_blocks, run_blocks
+from ptsed.layers.vit import PatchEmbed
 
 
-class ASiT(Backbone):
+class ASiT(ViTBackbone):
     """ASiT ViT: features (B, 1, F, T) -> (B, 1 + (F // 16) * (T // 16), embed_dim), class token first.
 
     Args:
@@ -36,7 +35,6 @@ class ASiT(Backbone):
         n_mels: feature bins F.
         patch: patch side in bins and frames.
         pos_grid: grid (rows, cols) of the trained position table, as upstream reshapes it ((8, 37)).
-        hop_s: hop of the feature frames in seconds.
         window_frames: feature frames of a 10 s input (998), which set the nominal ``frame_hop_s``.
         drop_rate: dropout after the position embeddings and in the blocks (training only).
         drop_path_rate: stochastic depth of the last block (linear ramp from 0), training only.
@@ -51,16 +49,14 @@ class ASiT(Backbone):
         n_mels: int = 128,
         patch: int = 16,
         pos_grid: tuple[int, int] = (8, 37),
-        hop_s: float = 0.01,
         window_frames: int = 998,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.embed_dim = embed_dim
-        self.num_layers = depth
+        super().__init__(
+            embed_dim, depth, num_heads, mlp_ratio, qkv_bias=True, drop_rate=drop_rate, drop_path_rate=drop_path_rate
+        )
         self.patch = patch
-        self.n_mels = n_mels
         self.pos_grid = pos_grid
         tokens_10s = 1 + (window_frames // patch) * (n_mels // patch)
         self.frame_hop_s = 10.0 / tokens_10s  # nominal: S tokens per 10 s, class token included
@@ -69,10 +65,6 @@ class ASiT(Backbone):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, pos_grid[0] * pos_grid[1] + 1, embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
-        self.blocks = make_blocks(
-            depth, embed_dim, num_heads, drop_path_rate, mlp_ratio=mlp_ratio, qkv_bias=True, drop=drop_rate, eps=1e-6
-        )
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
@@ -86,31 +78,13 @@ class ASiT(Backbone):
         grid = F.interpolate(grid, size=(rows, cols), mode="bicubic", align_corners=False)
         return torch.cat([self.pos_embed[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
 
-    def _tokens(self, features: torch.Tensor) -> torch.Tensor:
+    def tokens(self, features: torch.Tensor) -> torch.Tensor:
+        """features (B, 1, F, T) -> class token and patch tokens with positions (B, 1 + (T // 16) * (F // 16), D)."""
         x = features.transpose(2, 3)  # (B, 1, T, F)
         frames, bins = x.shape[-2:]
         x = self.patch_embed(x)  # (B, (T // 16) * (F // 16), D), time-major
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return self.pos_drop(x + self._positions(frames, bins))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """features (B, 1, 128, T) -> sequence (B, 1 + 8 * (T // 16), embed_dim); (B, 497, 768) for T = 998."""
-        x, _ = run_blocks(self.blocks, self._tokens(features))
-        return self.norm(x)
-
-    def forward_intermediates(self, features: torch.Tensor, indices: Sequence[int] | None = None) -> list[torch.Tensor]:
-        """Outputs of the blocks in ``indices``, each through the final ``norm`` (as upstream's
-        ``get_intermediate_layers``): (B, 1 + 8 * (T // 16), embed_dim) each."""
-        idx = self.resolve_indices(indices, self.num_layers)
-        _, outs = run_blocks(self.blocks, self._tokens(features), collect=idx, stop_early=True)
-        by_index = dict(zip(sorted(set(idx)), outs, strict=True))
-        return [self.norm(by_index[i]) for i in idx]
-
-    def param_groups(self) -> list[list[str]]:
-        """12 groups: stem (class token, positions, patch conv) with block 0, ..., block 11 with ``norm``."""
-        return block_param_groups(
-            self, self.num_layers, stem=("cls_token", "pos_embed", "patch_embed."), top=("norm.",)
-        )
 
 
 def convert_released(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -125,4 +99,4 @@ def build(**kwargs: Any) -> tuple[KaldiFbank, ASiT]:
     """ASiT front-end (Kaldi fbank, Hann window, clip mean removed, 128 bins) and backbone; keyword
     arguments go to :class:`ASiT` (e.g. ``depth=2``)."""
     frontend = KaldiFbank(ASIT_FBANK)
-    return frontend, ASiT(n_mels=frontend.n_bins, hop_s=frontend.hop_s, **kwargs)
+    return frontend, ASiT(n_mels=frontend.n_bins, **kwargs)

@@ -11,15 +11,13 @@ Module names equal upstream's (``model.atst.X`` in a released file is ``backbone
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ptsed.backbones.base import Backbone
+from ptsed.backbones.vit import ViTBackbone
 from ptsed.frontends.atst import ATSTMel
-from ptsed.layers.vit import block_param_groups, make_blocks, run_blocks
 
 
 class PatchEmbedLinear(nn.Module):
@@ -43,7 +41,7 @@ class PatchEmbedLinear(nn.Module):
         return self.patch_embed(x.reshape(b, nw * nh, self.patch_h * self.patch_w * c))
 
 
-class ATSTFrame(Backbone):
+class ATSTFrame(ViTBackbone):
     """ATST-Frame transformer: features (B, 1, 64, T) -> (B, T // 4, 768).
 
     Args:
@@ -71,9 +69,17 @@ class ATSTFrame(Backbone):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.embed_dim = embed_dim
-        self.num_layers = depth
+        super().__init__(
+            embed_dim,
+            depth,
+            num_heads,
+            mlp_ratio,
+            qkv_bias=False,
+            drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate,
+            norm_name="norm_frame",
+            stem=("patch_embed.", "pos_embed", "mask_embed"),
+        )
         self.frame_hop_s = patch_w * hop_s
         num_patches = max_frames // patch_w
         self.max_input_s = num_patches * patch_w * hop_s
@@ -81,14 +87,11 @@ class ATSTFrame(Backbone):
         self.mask_embed = nn.Parameter(torch.zeros(1, 1, embed_dim))  # masked-prediction token (pre-training)
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
-        self.blocks = make_blocks(
-            depth, embed_dim, num_heads, drop_path_rate, mlp_ratio=mlp_ratio, qkv_bias=False, drop=drop_rate, eps=1e-6
-        )
-        self.norm_frame = nn.LayerNorm(embed_dim, eps=1e-6)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.mask_embed, std=0.02)
 
-    def _tokens(self, features: torch.Tensor) -> torch.Tensor:
+    def tokens(self, features: torch.Tensor) -> torch.Tensor:
+        """features (B, 1, 64, T) -> patch tokens with positions (B, T // 4, D)."""
         x = self.patch_embed(features)
         n = x.shape[1]
         if n > self.pos_embed.shape[1] - 1:
@@ -97,25 +100,6 @@ class ATSTFrame(Backbone):
                 f"got features of {features.shape[-1]} frames ({n} patches)"
             )
         return self.pos_drop(x + self.pos_embed[:, 1 : n + 1])
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """features (B, 1, 64, T) -> sequence (B, T // 4, embed_dim)."""
-        x, _ = run_blocks(self.blocks, self._tokens(features))
-        return self.norm_frame(x)
-
-    def forward_intermediates(self, features: torch.Tensor, indices: Sequence[int] | None = None) -> list[torch.Tensor]:
-        """Outputs of the blocks in ``indices``, each passed through ``norm_frame`` (as upstream's
-        ``get_intermediate_layers`` does for ``n > 1``): (B, T // 4, embed_dim) each."""
-        idx = self.resolve_indices(indices, self.num_layers)
-        _, outs = run_blocks(self.blocks, self._tokens(features), collect=idx, stop_early=True)
-        by_index = dict(zip(sorted(set(idx)), outs, strict=True))
-        return [self.norm_frame(by_index[i]) for i in idx]
-
-    def param_groups(self) -> list[list[str]]:
-        """12 groups: stem (patch/position/mask embeddings) with block 0, ..., block 11 with ``norm_frame``."""
-        return block_param_groups(
-            self, self.num_layers, stem=("patch_embed.", "pos_embed", "mask_embed"), top=("norm_frame.",)
-        )
 
 
 def build(**kwargs: Any) -> tuple[ATSTMel, ATSTFrame]:

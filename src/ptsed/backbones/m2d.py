@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ptsed.backbones.base import Backbone
+from ptsed.backbones.vit import ViTBackbone
 from ptsed.frontends.m2d import M2D_MEAN, M2D_STD, M2DMel
-from ptsed.layers.vit import PatchEmbed, block_param_groups, make_blocks, run_blocks
+from ptsed.layers.vit import PatchEmbed
 
 
-class M2D(Backbone):
+class M2D(ViTBackbone):
     """M2D ViT: features (B, 1, 80, T) -> (B, S, (80 // 16) * embed_dim), S = 62 per 10 s chunk.
 
     Args:
@@ -53,22 +53,16 @@ class M2D(Backbone):
         hop_s: float = 0.01,
         drop_path_rate: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.token_dim = embed_dim
+        super().__init__(embed_dim, depth, num_heads, mlp_ratio, qkv_bias=True, drop_path_rate=drop_path_rate)
         self.chunk_frames = chunk_frames
         self.patch_embed = PatchEmbed(patch_size, 1, embed_dim)
         self.grid = self.patch_embed.grid_size(n_mels, chunk_frames)  # (5, 62)
-        self.embed_dim = self.grid[0] * embed_dim
-        self.num_layers = depth
+        self.embed_dim = self.grid[0] * embed_dim  # the rows of a column are concatenated
         self.frame_hop_s = patch_size[1] * hop_s
         self.max_input_s = math.inf  # longer inputs are encoded in chunks of ``chunk_frames``
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1] + 1, embed_dim))
         self.register_buffer("norm_stats", torch.tensor([M2D_MEAN, M2D_STD]))
-        self.blocks = make_blocks(
-            depth, embed_dim, num_heads, drop_path_rate, mlp_ratio=mlp_ratio, qkv_bias=True, eps=1e-6
-        )
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
@@ -90,11 +84,11 @@ class M2D(Backbone):
             parts.append(features[..., n_full * unit :])
         return parts
 
-    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """One chunk (B', 1, F, T') -> tokens with class token (B', 1 + rows * cols, D)."""
-        x = self.patch_embed(x)
+    def tokens(self, features: torch.Tensor) -> torch.Tensor:
+        """One chunk (B', 1, F, T' <= chunk_frames) -> class token and patch tokens (B', 1 + rows * cols, D)."""
+        x = self.patch_embed(features)
         pos = self.pos_embed[:, 1:]
-        if x.shape[1] < pos.shape[1]:
+        if x.shape[1] < pos.shape[1]:  # a short chunk: the first columns of the table
             rows = self.grid[0]
             cols = x.shape[1] // rows
             pos = pos.reshape(1, rows, -1, pos.shape[-1])[:, :, :cols].reshape(1, rows * cols, -1)
@@ -102,44 +96,22 @@ class M2D(Backbone):
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
         return torch.cat([cls, x], dim=1)
 
-    def _stack(self, x: torch.Tensor, batch: int) -> torch.Tensor:
-        """Normalised tokens (B * n, 1 + rows * cols, D) -> (B, n * cols, rows * D)."""
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        """Block output (B', 1 + rows * cols, D) -> normalised, class token dropped, (B', cols, rows * D)."""
         x = self.norm(x)[:, 1:]
         bn, n_tok, d = x.shape
         rows = self.grid[0]
-        cols = n_tok // rows
-        x = x.reshape(bn, rows, cols, d).permute(0, 2, 1, 3).reshape(bn, cols, rows * d)
-        return x.reshape(batch, (bn // batch) * cols, rows * d)
+        return x.reshape(bn, rows, n_tok // rows, d).permute(0, 2, 1, 3).reshape(bn, n_tok // rows, rows * d)
 
-    def _encode(self, features: torch.Tensor, indices: list[int] | None) -> list[torch.Tensor]:
+    def run(self, features: torch.Tensor, indices: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """Encode the chunks (at most two groups: the full chunks, batched, and the rest) and concatenate
+        them in time: (B, S, rows * D) per requested output; S = 62 for T = 1001."""
         batch = features.shape[0]
-        per_index: list[list[torch.Tensor]] = []
+        per_chunk = []
         for chunk in self._chunks(features):
-            if indices is None:
-                x, _ = run_blocks(self.blocks, self._tokens(chunk))
-                outs = [x]
-            else:
-                _, outs = run_blocks(self.blocks, self._tokens(chunk), collect=indices, stop_early=True)
-            per_index.append([self._stack(o, batch) for o in outs])
-        return [torch.cat(seqs, dim=1) if len(seqs) > 1 else seqs[0] for seqs in zip(*per_index, strict=True)]
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """features (B, 1, 80, T) -> sequence (B, S, 3840); S = 62 for T = 1001."""
-        return self._encode(features, None)[0]
-
-    def forward_intermediates(self, features: torch.Tensor, indices: Sequence[int] | None = None) -> list[torch.Tensor]:
-        """Outputs of the blocks in ``indices``, each through the final ``norm`` and stacked as
-        :meth:`forward` stacks the last one: (B, S, 3840) each."""
-        idx = self.resolve_indices(indices, self.num_layers)
-        uniq = sorted(set(idx))
-        by_index = dict(zip(uniq, self._encode(features, uniq), strict=True))
-        return [by_index[i] for i in idx]
-
-    def param_groups(self) -> list[list[str]]:
-        """12 groups: stem (class token, positions, patch conv) with block 0, ..., block 11 with ``norm``."""
-        return block_param_groups(
-            self, self.num_layers, stem=("cls_token", "pos_embed", "patch_embed."), top=("norm.",)
-        )
+            outs = self.encode(self.tokens(chunk), indices)
+            per_chunk.append([o.reshape(batch, -1, o.shape[-1]) for o in outs])
+        return [torch.cat(seqs, dim=1) if len(seqs) > 1 else seqs[0] for seqs in zip(*per_chunk, strict=True)]
 
 
 def build(**kwargs: Any) -> tuple[M2DMel, M2D]:
