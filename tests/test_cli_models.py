@@ -33,6 +33,22 @@ class DataDependentBackbone(TinyBackbone):
         return super().forward(features) * scale
 
 
+class LayerDropBackbone(TinyBackbone):
+    """A backbone that runs an extra block at random in training mode (like layer drop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.extra = torch.nn.Linear(8, 8)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = super().forward(features)
+        return self.extra(x) if self.training and torch.rand(()).item() < 2.0 else x
+
+
+def build_layer_drop(**kwargs: object) -> tuple[TinyFrontend, LayerDropBackbone]:
+    return TinyFrontend(), LayerDropBackbone()
+
+
 def build_data_dependent(**kwargs: object) -> tuple[TinyFrontend, DataDependentBackbone]:
     return TinyFrontend(), DataDependentBackbone()
 
@@ -45,6 +61,20 @@ def test_profile_counts_params_and_macs(monkeypatch: pytest.MonkeyPatch) -> None
         assert p.params == sum(t.numel() for t in built.parameters())
         assert p.macs == _tiny_macs(160_000, n) and p.device == "meta" and p.input_s == 10.0
     assert profile.profile_model("tiny", input_s=20.0).macs == _tiny_macs(320_000, 447) - 250 * 8 * 447 + 500 * 8 * 447
+
+
+def test_profile_counts_in_eval_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    register_tiny(monkeypatch)
+    arch = replace(TINY, name="tiny_ld", builder="test_cli_models:build_layer_drop")
+    monkeypatch.setitem(ARCHS, "tiny_ld", arch)
+    monkeypatch.setitem(
+        PRETRAINED, "tiny_ld.as_strong", replace(PRETRAINED["tiny.as_strong"], name="tiny_ld.as_strong", arch=arch)
+    )
+    p = profile.profile_model("tiny_ld")
+    assert p.macs == _tiny_macs(160_000, 447)  # the training-only block is not counted
+    assert p.params == sum(t.numel() for t in ptsed.create_model("tiny_ld", pretrained=False).parameters())
 
 
 @pytest.mark.parametrize("device", ["cpu", "meta"])
