@@ -182,6 +182,7 @@ def _from_ptsed_checkpoint(
         window_s=float(config.get("window_s", 10.0)),
         arch=spec.arch.name,
         builder_kwargs={**config.get("builder_kwargs", {}), **overrides},
+        backbone_layer=config.get("backbone_layer"),
     )
     load_state_dict(model, obj["state_dict"], source=source)
     model.checkpoint_extra = {k: v for k, v in obj.items() if k != "state_dict"}
@@ -207,6 +208,7 @@ def save_checkpoint(
             "builder_kwargs": builder_kwargs if builder_kwargs is not None else model.builder_kwargs,
             "vocabulary": model.vocabulary,
             "window_s": model.window_s,
+            "backbone_layer": model.backbone_layer,
         },
         "labels": model.labels,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},

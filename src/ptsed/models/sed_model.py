@@ -44,6 +44,8 @@ class SEDModel(nn.Module):
         sample_rate: input sample rate in Hz.
         frame_hop_s: hop of the output frames in seconds (0.04).
         window_s: clip length in seconds the model was trained on (10 s); inference cuts windows of it.
+        backbone_layer: ``None`` (the backbone output) or the backbone block whose output feeds the head
+            (``-N - 1`` drops the top N blocks; see :meth:`backbone_sequence`).
     """
 
     def __init__(
@@ -58,11 +60,16 @@ class SEDModel(nn.Module):
         window_s: float = 10.0,
         arch: str = "",
         builder_kwargs: dict | None = None,
+        backbone_layer: int | None = None,
     ) -> None:
         super().__init__()
         self.frontend = frontend
         self.backbone = backbone
-        self.head = SEDHead(backbone.embed_dim, head_config)
+        self.backbone_layer = None if backbone_layer is None else int(backbone_layer)
+        if self.backbone_layer is not None:
+            backbone.resolve_indices([self.backbone_layer], backbone.num_layers)
+        head_dim = backbone.embed_dim if self.backbone_layer is None else self._sequence_dim(window_s)
+        self.head = SEDHead(head_dim, head_config)
         self.name = name
         self.sample_rate = frontend.sample_rate
         self.frame_hop_s = FRAME_HOP_S
@@ -115,9 +122,28 @@ class SEDModel(nn.Module):
             raise ValueError(f"expected a waveform batch of shape (B, N), got {tuple(waveform.shape)}")
         return self.frontend(waveform)
 
+    def backbone_sequence(self, features: torch.Tensor) -> torch.Tensor:
+        """features (B, 1, F, T_feat) -> the sequence (B, S, D) the head reads: the backbone output, or the
+        output of block ``backbone_layer`` when top blocks are dropped."""
+        if self.backbone_layer is None:
+            return self.backbone(features)
+        return self.backbone.forward_intermediates(features, [self.backbone_layer])[0]
+
+    def _sequence_dim(self, window_s: float) -> int:
+        """D of block ``backbone_layer``, measured on one window of silence."""
+        modes = self.frontend.training, self.backbone.training
+        self.frontend.eval()
+        self.backbone.eval()
+        with torch.no_grad():
+            wave = torch.zeros(1, round(window_s * self.frontend.sample_rate))
+            dim = self.backbone_sequence(self.frontend(wave)).shape[-1]
+        self.frontend.train(modes[0])
+        self.backbone.train(modes[1])
+        return int(dim)
+
     def forward_features(self, features: torch.Tensor, num_frames: int | None = None) -> SEDOutput:
         """features (B, 1, F, T_feat) -> :class:`SEDOutput` with ``num_frames`` output frames (250)."""
-        sequence = self.backbone(features)
+        sequence = self.backbone_sequence(features)
         if not self.head.has_heads:
             return SEDOutput(None, None, sequence)
         strong, weak = self.head(sequence, num_frames or 250)
@@ -138,7 +164,7 @@ class SEDModel(nn.Module):
     def embed_features(self, features: torch.Tensor, num_frames: int = 250, layer: int | None = None) -> torch.Tensor:
         """Front-end features (B, 1, F, T_feat) -> frame embeddings (B, num_frames, D); see :meth:`embed`."""
         if layer is None:
-            return self.head.embed(self.backbone(features), num_frames)
+            return self.head.embed(self.backbone_sequence(features), num_frames)
         from ptsed.heads.sed_head import resample_sequence
 
         seq = self.backbone.forward_intermediates(features, [layer])[0]

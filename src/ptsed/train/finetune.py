@@ -1,0 +1,299 @@
+"""``finetune()``: train a ptsed model on a labelled dataset and export ONE self-describing checkpoint.
+
+Output folder layout::
+
+    OUTPUT/model.pt            the exported model (weights, config, labels, post-processing); load it with
+                               ptsed.create_model("x", checkpoint_path=...) or `ptsed detect --checkpoint`
+    OUTPUT/checkpoints/        Lightning checkpoints: last.ckpt (resume with --resume) and best.ckpt
+    OUTPUT/logs/               CSV (metrics.csv) and TensorBoard logs
+    OUTPUT/config.yaml         the settings of the run
+    OUTPUT/summary.json        scores on the validation split and training time
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ptsed.core.errors import ConfigError
+from ptsed.models.sed_model import SEDModel
+from ptsed.train.config import FinetuneConfig
+
+
+def adapt_model(
+    model: SEDModel,
+    labels: Sequence[str],
+    *,
+    head_type: str = "linear",
+    rnn_dim: int | None = None,
+    drop_top_layers: int = 0,
+) -> SEDModel:
+    """``model`` with heads for ``labels``, the head form asked for and the top ``drop_top_layers`` blocks unused.
+
+    The front-end and backbone modules (and their weights) are shared with ``model``. The heads are kept when
+    the classes, head form and input size stay the same; otherwise they are fresh (random). The BiGRU of a
+    teacher-form head is kept when only the classes change.
+    """
+    labels = list(labels)
+    old_cfg = model.head_config
+    same_classes = old_cfg.n_strong == len(labels) and model.num_classes > 0 and model.labels == labels
+    rnn = rnn_dim if rnn_dim is not None else old_cfg.rnn_dim
+    new_cfg = replace(old_cfg, n_strong=len(labels), n_weak=None, head_type=head_type, rnn_dim=rnn)
+    if drop_top_layers:
+        if drop_top_layers >= model.backbone.num_layers:
+            raise ConfigError(
+                f"cannot drop {drop_top_layers} of the {model.backbone.num_layers} blocks of {model.arch or model.name}"
+            )
+        layer = -drop_top_layers - 1
+    else:
+        layer = model.backbone_layer
+    if same_classes and new_cfg == old_cfg and layer == model.backbone_layer:
+        return model
+    new = SEDModel(
+        model.frontend,
+        model.backbone,
+        new_cfg,
+        name=model.name,
+        labels=labels,
+        vocabulary=model.vocabulary if same_classes else None,
+        window_s=model.window_s,
+        arch=model.arch,
+        builder_kwargs=model.builder_kwargs,
+        backbone_layer=layer,
+    )
+    same_input = new.head.embed_dim == model.head.embed_dim
+    if same_input and same_classes and new_cfg == old_cfg:
+        new.head.load_state_dict(model.head.state_dict())
+    elif same_input and new_cfg.rnn_dim is not None and new_cfg.rnn_dim == old_cfg.rnn_dim:
+        new.head.seq_model.load_state_dict(model.head.seq_model.state_dict())
+    return new
+
+
+def load_start_model(config: FinetuneConfig) -> SEDModel:
+    """The starting model of a run as stored (zoo weights, a checkpoint file, or random init)."""
+    from ptsed.models.factory import create_model
+
+    if config.checkpoint:
+        return create_model(config.model, checkpoint_path=config.checkpoint, **config.builder)
+    return create_model(config.model, pretrained=config.pretrained, **config.builder)
+
+
+def build_model(config: FinetuneConfig, labels: Sequence[str], start: SEDModel | None = None) -> SEDModel:
+    """The starting model adapted to ``labels`` and the head settings of ``config``."""
+    model = adapt_model(
+        start if start is not None else load_start_model(config),
+        labels,
+        head_type=config.head_type,
+        rnn_dim=config.rnn_dim,
+        drop_top_layers=config.drop_top_layers,
+    )
+    model.name = config.name or f"{(model.name or config.model).split('.')[0]}-finetuned"
+    return model
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` produced."""
+
+    checkpoint: Path
+    metrics: dict[str, float]
+    postprocess: dict[str, Any]
+    train_seconds: float
+    steps: int
+
+
+def _loggers(output: Path, config: FinetuneConfig) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers: list[Any] = [CSVLogger(output, name="logs", version="")]
+    loggers.append(TensorBoardLogger(output, name="logs", version="", default_hp_metric=False))
+    if config.wandb:
+        from lightning.pytorch.loggers import WandbLogger
+
+        loggers.append(WandbLogger(project=config.wandb, save_dir=str(output)))
+    return loggers
+
+
+def finetune(
+    config: FinetuneConfig,
+    output: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> FinetuneResult:
+    """Fine-tune (or train from scratch) a model and export ``output/model.pt``.
+
+    Args:
+        config: the settings (see :class:`~ptsed.train.config.FinetuneConfig`).
+        output: output folder (created).
+        resume: continue from ``output/checkpoints/last.ckpt`` (exactly where it stopped).
+        progress: show progress bars.
+        callbacks: extra Lightning callbacks.
+
+    Returns:
+        A :class:`FinetuneResult` (the exported file, validation scores, chosen post-processing, time).
+    """
+    import lightning as L
+    import yaml
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from ptsed.models.factory import save_checkpoint
+    from ptsed.train.data import ResumableLoader
+    from ptsed.train.module import SEDTrainModule
+    from ptsed.train.sources import open_source
+    from ptsed.train.validation import evaluate, reference_from_dataset, select_postprocess
+
+    if config.train is None:
+        raise ConfigError("no training data: give --train (a DCASE folder, a HEAR task folder or a DESED root)")
+    output = Path(output)
+    last = output / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise ConfigError(f"cannot resume: {last} does not exist")
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+
+    start_model = load_start_model(config)
+    sample_rate = start_model.sample_rate
+    train_ds = open_source(
+        config.train, role="train", labels=config.labels, sample_rate=sample_rate, window_s=config.window_s, train=True
+    )
+    labels = list(config.labels or train_ds.labels)
+    valid_ds = None
+    if config.valid:
+        window = start_model.window_s
+        valid_ds = open_source(
+            config.valid, role="valid", labels=labels, sample_rate=sample_rate, window_s=window, train=False
+        )
+    model = build_model(config, labels, start_model)
+
+    reference = reference_from_dataset(valid_ds) if valid_ds is not None else None
+    module = SEDTrainModule(
+        model,
+        config.optim,
+        config.loss,
+        config.augment,
+        seed=config.seed,
+        reference=reference,
+        val_median_filter_s=config.median_filter_s,
+    )
+    train_loader = ResumableLoader(
+        train_ds,
+        config.batch_size,
+        seed=config.seed,
+        epoch_len=config.epoch_len,
+        num_workers=config.num_workers,
+        drop_last=len(train_ds) > config.batch_size,
+    )
+    total_steps = config.max_steps or max(1, -(-len(train_loader) // config.accumulate)) * config.epochs
+    module.total_steps = total_steps
+    val_loader = None
+    if valid_ds is not None:
+        val_loader = torch.utils.data.DataLoader(
+            valid_ds,
+            batch_size=config.batch_size,
+            shuffle=False,
+            num_workers=config.num_workers,
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+    ckpt_dir = output / "checkpoints"
+    monitor = "val/selection" if reference is not None and len(reference) else None
+    ckpt_cbs = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=config.ckpt_every)]
+    if monitor:
+        ckpt_cbs.append(
+            ModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="best",
+                monitor=monitor,
+                mode="max",
+                save_top_k=1,
+                auto_insert_metric_name=False,
+            )
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.yaml").write_text(yaml.safe_dump(_plain(config.to_dict()), sort_keys=False), encoding="utf-8")
+    trainer = L.Trainer(
+        accelerator="auto",
+        devices=1,
+        max_epochs=-1 if config.max_steps else config.epochs,
+        max_steps=total_steps,
+        precision=config.precision,
+        accumulate_grad_batches=config.accumulate,
+        check_val_every_n_epoch=config.val_every,
+        limit_val_batches=None if val_loader is not None else 0,
+        num_sanity_val_steps=0,
+        callbacks=[*ckpt_cbs, LearningRateMonitor(logging_interval="step"), *callbacks],
+        logger=_loggers(output, config),
+        log_every_n_steps=min(10, max(1, len(train_loader) // max(1, config.accumulate))),
+        enable_progress_bar=progress,
+        enable_model_summary=progress,
+        use_distributed_sampler=False,
+        default_root_dir=str(output),
+    )
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the frozen front-end
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None, weights_only=True)
+    train_seconds = time.perf_counter() - start
+
+    best = ckpt_cbs[-1].best_model_path if monitor else ""
+    if config.select == "best" and best and Path(best).is_file():
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    metrics: dict[str, float] = {}
+    postprocess: dict[str, Any] = {}
+    if val_loader is not None and reference is not None and len(reference):
+        trainer.validate(module, val_loader, verbose=False)
+        scores = module.last_val_scores
+        postprocess = select_postprocess(scores, reference, labels)
+        metrics = {
+            f"default_{k}": v for k, v in evaluate(scores, reference, median_filter_s=config.median_filter_s).items()
+        }
+        tuned = evaluate(
+            scores, reference, median_filter_s=postprocess["median_filter_s"], threshold=postprocess["thresholds"]
+        )
+        metrics.update({f"tuned_{k}": v for k, v in tuned.items()})
+    model = module.model.cpu().eval()
+    path = save_checkpoint(
+        model,
+        output / "model.pt",
+        postprocess=postprocess or _default_postprocess(labels, config.median_filter_s),
+        training={
+            "train": str(config.train),
+            "valid": str(config.valid) if config.valid else None,
+            "steps": int(trainer.global_step),
+            "seconds": round(train_seconds, 1),
+            "metrics": metrics,
+            "start": config.checkpoint or f"{config.model} ({'pretrained' if config.pretrained else 'random init'})",
+        },
+    )
+    summary = {"checkpoint": str(path), "steps": int(trainer.global_step), "train_seconds": train_seconds, **metrics}
+    (output / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return FinetuneResult(path, metrics, postprocess, train_seconds, int(trainer.global_step))
+
+
+def _default_postprocess(labels: Sequence[str], median_filter_s: float) -> dict[str, Any]:
+    return {
+        "thresholds": {c: 0.5 for c in labels},
+        "median_filter_s": {c: float(median_filter_s) for c in labels},
+        "selected_on": "default",
+    }
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+__all__ = ["FinetuneResult", "adapt_model", "build_model", "finetune", "load_start_model"]
