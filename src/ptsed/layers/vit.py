@@ -224,7 +224,7 @@ def make_blocks(
     **block_kwargs: object,
 ) -> nn.ModuleList:
     """``depth`` :class:`Block` s with stochastic depth rising linearly from 0 to ``drop_path_rate``."""
-    rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth > 0 else []
+    rates = [drop_path_rate * i / (depth - 1) if depth > 1 else 0.0 for i in range(depth)]  # linear ramp
     return nn.ModuleList(Block(dim, num_heads, drop_path=r, **block_kwargs) for r in rates)  # type: ignore[arg-type]
 
 
