@@ -53,6 +53,17 @@ def build_data_dependent(**kwargs: object) -> tuple[TinyFrontend, DataDependentB
     return TinyFrontend(), DataDependentBackbone()
 
 
+def _register_variant(monkeypatch: pytest.MonkeyPatch, name: str, builder: str) -> None:
+    """``name.as_strong``: the tiny arch with another builder (``tiny`` is registered too)."""
+    from dataclasses import replace
+
+    register_tiny(monkeypatch)
+    arch = replace(TINY, name=name, builder=builder)
+    monkeypatch.setitem(ARCHS, name, arch)
+    strong = replace(PRETRAINED["tiny.as_strong"], name=f"{name}.as_strong", arch=arch)
+    monkeypatch.setitem(PRETRAINED, f"{name}.as_strong", strong)
+
+
 def test_profile_counts_params_and_macs(monkeypatch: pytest.MonkeyPatch) -> None:
     register_tiny(monkeypatch)
     for tag, n in (("as_strong", 447), ("as_weak", 527), ("ssl", 0)):
@@ -64,14 +75,7 @@ def test_profile_counts_params_and_macs(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_profile_counts_in_eval_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dataclasses import replace
-
-    register_tiny(monkeypatch)
-    arch = replace(TINY, name="tiny_ld", builder="test_cli_models:build_layer_drop")
-    monkeypatch.setitem(ARCHS, "tiny_ld", arch)
-    monkeypatch.setitem(
-        PRETRAINED, "tiny_ld.as_strong", replace(PRETRAINED["tiny.as_strong"], name="tiny_ld.as_strong", arch=arch)
-    )
+    _register_variant(monkeypatch, "tiny_ld", "test_cli_models:build_layer_drop")
     p = profile.profile_model("tiny_ld")
     assert p.macs == _tiny_macs(160_000, 447)  # the training-only block is not counted
     assert p.params == sum(t.numel() for t in ptsed.create_model("tiny_ld", pretrained=False).parameters())
@@ -85,14 +89,7 @@ def test_attention_is_counted_on_every_device(device: str) -> None:
 
 
 def test_profile_falls_back_to_cpu_once_and_caches(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dataclasses import replace
-
-    register_tiny(monkeypatch)
-    arch = replace(TINY, name="tiny_dd", builder="test_cli_models:build_data_dependent")
-    monkeypatch.setitem(ARCHS, "tiny_dd", arch)
-    monkeypatch.setitem(
-        PRETRAINED, "tiny_dd.as_strong", replace(PRETRAINED["tiny.as_strong"], name="tiny_dd.as_strong", arch=arch)
-    )
+    _register_variant(monkeypatch, "tiny_dd", "test_cli_models:build_data_dependent")
     first = profile.profile_model("tiny_dd")
     assert first.device == "cpu" and first.macs == _tiny_macs(160_000, 447)
     assert (cache_dir() / "profile.json").is_file()
@@ -100,20 +97,8 @@ def test_profile_falls_back_to_cpu_once_and_caches(monkeypatch: pytest.MonkeyPat
     assert second.device == "cache" and (second.params, second.macs) == (first.params, first.macs)
 
 
-def _register_ghost(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An arch whose builder module does not exist (not implemented)."""
-    from dataclasses import replace
-
-    ghost = replace(TINY, name="ghost", builder="ptsed.backbones.no_such_module:build")
-    monkeypatch.setitem(ARCHS, "ghost", ghost)
-    monkeypatch.setitem(
-        PRETRAINED, "ghost.as_strong", replace(PRETRAINED["tiny.as_strong"], name="ghost.as_strong", arch=ghost)
-    )
-
-
 def test_models_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path) -> None:
-    register_tiny(monkeypatch)
-    _register_ghost(monkeypatch)
+    _register_variant(monkeypatch, "ghost", "ptsed.backbones.no_such_module:build")  # not implemented
     # tiny.ssl is in the cache
     spec = PRETRAINED["tiny.ssl"]
     fetch.checkpoint_path(spec).parent.mkdir(parents=True)
@@ -142,8 +127,7 @@ def _only_tiny(real):  # type: ignore[no-untyped-def]
 
 
 def test_models_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    register_tiny(monkeypatch)
-    _register_ghost(monkeypatch)
+    _register_variant(monkeypatch, "ghost", "ptsed.backbones.no_such_module:build")  # not implemented
     monkeypatch.setattr(profile, "profile_model", _only_tiny(profile.profile_model))
     assert main(["models"]) == 0
     out = capsys.readouterr().out
