@@ -66,8 +66,9 @@ def spectrogram(path: str | Path, max_columns: int = 2000) -> tuple[np.ndarray, 
 def plot_result(result: Any, path: str | Path, *, top: int = 10, title: str | None = None) -> Path:
     """Write a PNG of one :class:`ptsed.inference.types.FileResult` (detect task).
 
-    Panels: spectrogram of the input (0-8 kHz), heat map of the ``top`` classes with the highest
-    median-filtered scores (classes with events first), and the detected events as bars.
+    Panels: spectrogram of the input (0-8 kHz), heat map of the median-filtered scores of ``top`` classes
+    (classes with events first, by peak score, then the highest-scoring others), and the detected events of
+    the same classes, row for row.
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -88,10 +89,10 @@ def plot_result(result: Any, path: str | Path, *, top: int = 10, title: str | No
     spec, spec_hop, _ = spectrogram(result.source)
 
     rows = max(1, len(chosen))
-    fig = Figure(figsize=(14, 3.0 + 0.55 * rows + 0.35 * max(1, len(event_labels[:top]))), dpi=110)
+    fig = Figure(figsize=(14, 3.2 + 0.5 * rows), dpi=110)
     FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(3, 2, height_ratios=[2.2, 0.32 * rows + 0.6, 0.25 * max(1, len(event_labels[:top])) + 0.5],
-                          width_ratios=[60, 1], hspace=0.12, wspace=0.02)  # fmt: skip
+    gs = fig.add_gridspec(3, 2, height_ratios=[2.2, 0.3 * rows + 0.4, 0.3 * rows + 0.4], width_ratios=[60, 1],
+                          hspace=0.12, wspace=0.02)  # fmt: skip
     ax_spec = fig.add_subplot(gs[0, 0])
     ax_heat = fig.add_subplot(gs[1, 0], sharex=ax_spec)
     ax_ev = fig.add_subplot(gs[2, 0], sharex=ax_spec)
@@ -106,29 +107,32 @@ def plot_result(result: Any, path: str | Path, *, top: int = 10, title: str | No
     ax_spec.set_title(title or f"{result.name}  ({duration:.1f} s)", loc="left", fontsize=10)
     ax_spec.tick_params(labelbottom=False)
 
+    names = [_short(fs.labels[i]) for i in chosen]
     heat = scores[:, chosen].T if chosen else np.zeros((1, max(n, 1)))
     im = ax_heat.imshow(
         heat, origin="upper", aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest",
         extent=(0, fs.timestamps[n] if n else duration, len(chosen) - 0.5, -0.5),
     )  # fmt: skip
     ax_heat.set_yticks(range(len(chosen)))
-    ax_heat.set_yticklabels([_short(fs.labels[i]) for i in chosen], fontsize=8)
+    ax_heat.set_yticklabels(names, fontsize=8)
+    ax_heat.set_ylabel("score", fontsize=9)
     ax_heat.tick_params(labelbottom=False)
-    fig.colorbar(im, cax=cax, label="score")
+    fig.colorbar(im, cax=cax)
 
-    shown = event_labels[:top]
-    colors = [f"C{i % 10}" for i in range(len(shown))]
-    for row, (lab, color) in enumerate(zip(shown, colors, strict=True)):
-        spans = [(e.onset, max(e.offset - e.onset, 1e-3)) for e in result.events if e.label == lab]
-        ax_ev.broken_barh(spans, (row - 0.4, 0.8), facecolors=color)
-    ax_ev.set_yticks(range(len(shown)))
-    ax_ev.set_yticklabels([_short(lab) for lab in shown], fontsize=8)
-    ax_ev.set_ylim(len(shown) - 0.5 if shown else 0.5, -0.5)
+    for row, i in enumerate(chosen):  # the same rows as the heat map
+        spans = [(e.onset, max(e.offset - e.onset, 1e-3)) for e in result.events if e.label == fs.labels[i]]
+        if spans:
+            ax_ev.broken_barh(spans, (row - 0.38, 0.76), facecolors=f"C{row % 10}")
+    ax_ev.set_yticks(range(len(chosen)))
+    ax_ev.set_yticklabels(names, fontsize=8)
+    ax_ev.set_ylim(rows - 0.5, -0.5)
     ax_ev.set_xlim(0, duration)
+    ax_ev.set_ylabel("events", fontsize=9)
     ax_ev.set_xlabel("time (s)")
-    if not shown:
-        ax_ev.text(duration / 2, 0, "no events", ha="center", va="center", fontsize=9, color="grey")
-        ax_ev.set_yticks([])
+    hidden = len(event_labels) - sum(fs.labels[i] in event_labels for i in chosen)
+    note = "no events" if not result.events else (f"+{hidden} more classes with events" if hidden > 0 else "")
+    if note:
+        ax_ev.text(0.995, 0.02, note, transform=ax_ev.transAxes, ha="right", va="bottom", fontsize=8, color="grey")
     ax_ev.grid(axis="x", alpha=0.3)
 
     path = Path(path)

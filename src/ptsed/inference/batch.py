@@ -121,7 +121,11 @@ class _Progress:
                 unit_scale=False,
                 desc="audio",
                 dynamic_ncols=True,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} s [{elapsed}<{remaining}{postfix}]",
+                bar_format=(
+                    "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]"
+                    if total_s > 0
+                    else "{desc}: {n:.0f} s [{elapsed}{postfix}]"
+                ),
                 file=sys.stderr,
             )
             self._postfix()

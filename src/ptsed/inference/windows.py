@@ -159,7 +159,7 @@ class Stitcher:
                 prev, pv = self._pending
                 split = (prev + start + self.frames) // 2  # frames nearer to the earlier centre stay with it
                 split = min(max(split, start, self._done), prev + self.frames)
-                self._chunks.append(pv[self._done - prev : split - prev])
+                self._chunks.append(pv[self._done - prev : split - prev].copy())  # a copy frees the batch
                 self._done = split
             self._pending = (start, values)
             return
@@ -189,7 +189,7 @@ class Stitcher:
                 prev, pv = self._pending
                 end = min(total_frames, prev + self.frames)
                 if end > self._done:
-                    self._chunks.append(pv[self._done - prev : end - prev])
+                    self._chunks.append(pv[self._done - prev : end - prev].copy())
                     self._done = end
                 self._pending = None
         elif self._acc is not None:

@@ -1,0 +1,303 @@
+"""Inference speed and memory of ptsed against upstream's procedure and the device's matmul rate.
+
+For every selected model (synthetic weights in upstream's released layout; real checkpoints cannot be
+downloaded here, and speed does not depend on the values) it prints:
+
+- seconds of compute per 10 s of audio and the real-time factor (RTF = compute time / audio time), for
+  10 s and 10 min inputs, at batch 1 and batched: ptsed's default (10 s windows, 5 s hop, so twice the
+  windows of upstream) and ptsed without overlap (``--hop 10``, the same windows as upstream);
+- the baseline in the same run: upstream ``inference.py``'s procedure (non-overlapping 10 s chunks, one
+  at a time, the model built and its weights loaded the plain way: random init + ``torch.load`` +
+  ``load_state_dict`` copy);
+- model FLOPs per 10 s window as ``torch.utils.flop_counter`` counts them (matmuls and convolutions),
+  the achieved GFLOP/s and its fraction of a large fp32 (or ``--precision``) matmul on the same device;
+- time from process start to the first result of ``ptsed detect`` on a 60 s file with the checkpoint
+  already in the cache (a fresh ``python`` process; the cache is a temporary ``$PTSED_HOME``), and the
+  peak RSS of that process (also for a 10 min file: memory must not grow with the file's length).
+
+    python benchmarks/inference.py --models frame_mn06,atst_frame --sizes 10,60
+    python benchmarks/inference.py --device cuda --precision bf16 --batch-size 64
+    python benchmarks/inference.py --models beats --no-startup --json beats.json
+
+Timings on a shared machine vary with its load; compare rows of one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _sync(device) -> None:  # noqa: ANN001
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_gflops(device, dtype, n: int, repeats: int = 5) -> float:  # noqa: ANN001
+    """Best rate of an (n, n) x (n, n) matrix product, in GFLOP/s (2 n^3 flops)."""
+    import torch
+
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    _sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def window_flops(model, device) -> float:  # noqa: ANN001
+    """FLOPs of one 10 s window (batch 1) as FlopCounterMode counts them (matmuls, convolutions)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, int(model.window_s * model.sample_rate), device=device)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return float(counter.get_total_flops())
+
+
+def write_synthetic_release(name: str, folder: Path) -> Path:
+    """A checkpoint of random weights in upstream's released layout, named as the release file."""
+    import torch
+
+    import ptsed
+    from ptsed.hub.checkpoint import ptsed_to_released
+    from ptsed.models.zoo import get_pretrained_spec
+
+    spec = get_pretrained_spec(name)
+    model = ptsed.create_model(name, pretrained=False)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("frontend.")}
+    path = folder / spec.filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ptsed_to_released(spec.arch, state), path)
+    return path
+
+
+def baseline_load(name: str, checkpoint: Path):  # noqa: ANN201
+    """Upstream's way: build the model (random init), torch.load the file whole, copy the weights in."""
+    import torch
+
+    from ptsed.hub.checkpoint import released_to_ptsed
+    from ptsed.models.sed_model import SEDModel
+    from ptsed.models.zoo import get_pretrained_spec
+
+    spec = get_pretrained_spec(name)
+    frontend, backbone = spec.arch.build_parts()
+    model = SEDModel(frontend, backbone, spec.head, name=spec.name, vocabulary=spec.vocabulary, arch=spec.arch.name)
+    state = released_to_ptsed(spec.arch, torch.load(checkpoint, map_location="cpu", weights_only=True))
+    model.load_state_dict(state, strict=False)
+    return model.eval()
+
+
+def baseline_run(model, x, device) -> float:  # noqa: ANN001
+    """upstream inference.py: 10 s chunks one at a time, last one zero-padded; returns seconds."""
+    import torch
+
+    seg = int(model.window_s * model.sample_rate)
+    t0 = time.perf_counter()
+    outs = []
+    with torch.no_grad():
+        for i in range(0, x.shape[0], seg):
+            chunk = torch.from_numpy(x[i : i + seg])[None].to(device)
+            if chunk.shape[1] < seg:
+                chunk = torch.nn.functional.pad(chunk, (0, seg - chunk.shape[1]))
+            outs.append(model(chunk).strong_logits)
+        torch.sigmoid(torch.cat(outs, dim=2)).cpu()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def ptsed_run(predictor, x) -> float:  # noqa: ANN001
+    t0 = time.perf_counter()
+    predictor.frame_scores(x, predictor.sample_rate)
+    _sync(predictor.device)
+    return time.perf_counter() - t0
+
+
+def signal(seconds: float, sr: int = 16_000):  # noqa: ANN201
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal(int(seconds * sr)) * 0.1).astype(np.float32)
+
+
+def startup(name: str, wav: Path, env: dict[str, str], device: str) -> tuple[float, float, float]:
+    """A fresh process running ``ptsed detect wav --model name``: (seconds to the first printed result,
+    seconds to exit, peak RSS in MiB)."""
+    code = (
+        "import resource, sys\n"
+        "from ptsed.cli.main import main\n"
+        f"rc = main(['detect', {str(wav)!r}, '--model', {name!r}, '--device', {device!r}, '-q', '--threshold', '0'])\n"
+        "sys.stdout.flush()\n"
+        "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "sys.exit(rc)\n"
+    )
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    t_first = time.perf_counter() - t0
+    out, err = proc.communicate()
+    t_exit = time.perf_counter() - t0
+    if proc.returncode != 0 or not first:
+        raise RuntimeError(f"ptsed detect failed ({proc.returncode}): {err[-2000:]}")
+    rss = next((int(line.split()[1]) for line in err.splitlines() if line.startswith("MAXRSS")), 0)
+    return t_first, t_exit, rss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", help="comma-separated zoo names (default: every implemented architecture)")
+    ap.add_argument("--sizes", default="10,600", help="input lengths in seconds (default 10,600)")
+    ap.add_argument("--batch-size", type=int, default=16, help="batched runs use this many windows (16)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip upstream's procedure")
+    ap.add_argument("--no-startup", action="store_true", help="skip the fresh-process runs")
+    ap.add_argument("--rss-sizes", default="60,600", help="file lengths (s) of the fresh-process runs (60,600)")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = ap.parse_args()
+
+    t_script = time.perf_counter()
+    home = Path(tempfile.mkdtemp(prefix="ptsed_bench_"))
+    os.environ["PTSED_HOME"] = str(home)
+    shared_labels = REPO.parent / "shared" / "labels"
+    if "PTSED_LABELS_DIR" not in os.environ and shared_labels.is_dir():
+        os.environ["PTSED_LABELS_DIR"] = str(shared_labels)
+
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from ptsed.inference.predictor import PRECISIONS, Predictor, resolve_device
+    from ptsed.inference.windows import window_starts
+    from ptsed.models.zoo import ARCHS
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    names = args.models.split(",") if args.models else [a.name for a in ARCHS.values() if a.implemented]
+    sizes = [float(s) for s in args.sizes.split(",")]
+    dtype = PRECISIONS[args.precision] or torch.float32
+    n = 2048 if device.type == "cpu" else 8192
+    mm32 = matmul_gflops(device, torch.float32, n)
+    mm = mm32 if dtype == torch.float32 else matmul_gflops(device, dtype, n)
+    report: dict = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else os.uname().machine,
+        "threads": torch.get_num_threads(),
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "matmul_gflops_fp32": mm32,
+        "matmul_gflops": mm,
+        "models": {},
+    }
+    print(f"device {report['device']} ({report['device_name']}), {report['threads']} threads, {args.precision}")
+    print(f"reference: {n}x{n} matmul {mm32:.1f} GFLOP/s fp32" + ("" if mm == mm32 else f", {mm:.1f} {args.precision}"))
+
+    for name in names:
+        spec_name = name if "." in name else f"{name}.as_strong"
+        ckpt = write_synthetic_release(spec_name, home / "checkpoints")
+        res: dict = {"checkpoint_mb": ckpt.stat().st_size / 2**20}
+        t0 = time.perf_counter()
+        base_model = baseline_load(spec_name, ckpt).to(device)
+        res["baseline_load_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        from ptsed.models.factory import create_model
+
+        model = create_model(spec_name, checkpoint_path=ckpt, device=device)
+        res["ptsed_load_s"] = time.perf_counter() - t0
+        flops = window_flops(model, device)
+        res["gflop_per_window"] = flops / 1e9
+        print(
+            f"\n== {name}: {flops / 1e9:.1f} GFLOP per 10 s window; load {res['ptsed_load_s']:.2f} s "
+            f"(upstream way {res['baseline_load_s']:.2f} s)"
+        )
+        print(
+            f"{'input':>7} {'run':<28} {'windows':>7} {'s/10s':>8} {'RTF':>8} {'x real':>7} {'GFLOP/s':>8} {'%mm':>5}"
+        )
+        runs = {
+            "ptsed batch 1": dict(batch_size=1),
+            f"ptsed batch {args.batch_size}": dict(batch_size=args.batch_size),
+            f"ptsed batch {args.batch_size}, hop 10 s": dict(batch_size=args.batch_size, hop_s=10.0),
+        }
+        predictors = {
+            label: Predictor(model, device=device, precision=args.precision, **kw) for label, kw in runs.items()
+        }
+        for seconds in sizes:
+            x = signal(seconds)
+            warm = x if seconds <= 60 else signal(60.0)  # same shapes: one-time kernel set-up is not timed
+            rows = []
+            if not args.no_baseline:
+                baseline_run(base_model, warm, device)
+                wall = baseline_run(base_model, x, device)
+                rows.append(("upstream procedure (batch 1)", wall, int(np.ceil(seconds / 10))))
+            for label, pred in predictors.items():
+                ptsed_run(pred, warm)
+                hop = pred.hop_frames * pred.frame_samples
+                wins = len(window_starts(x.size, pred.window_samples, hop, pred.frame_samples))
+                rows.append((label, ptsed_run(pred, x), wins))
+            for label, wall, wins in rows:
+                gflops = wins * flops / wall / 1e9
+                row = {
+                    "windows": wins,
+                    "seconds": wall,
+                    "s_per_10s": wall / seconds * 10,
+                    "rtf": wall / seconds,
+                    "gflops": gflops,
+                    "fraction_of_matmul": gflops / mm,
+                }
+                res.setdefault("runs", {}).setdefault(f"{seconds:g}s", {})[label] = row
+                print(
+                    f"{seconds:6g}s {label:<28} {wins:7d} {row['s_per_10s']:8.3f} {row['rtf']:8.4f} "
+                    f"{1 / row['rtf']:7.1f} {gflops:8.1f} {100 * row['fraction_of_matmul']:5.1f}"
+                )
+        del base_model, model, predictors
+        if not args.no_startup:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+            for seconds in [float(s) for s in args.rss_sizes.split(",")]:
+                wav = home / f"input_{seconds:g}s.wav"
+                if not wav.exists():
+                    sf.write(wav, signal(seconds), 16_000)
+                if "startup" not in res:
+                    startup(spec_name, wav, env, args.device)  # first use: the cache records the file
+                t_first, t_exit, rss = startup(spec_name, wav, env, args.device)
+                res.setdefault("startup", {})[f"{seconds:g}s"] = {
+                    "first_result_s": t_first,
+                    "exit_s": t_exit,
+                    "peak_rss_mib": rss,
+                }
+                print(
+                    f"fresh process, {seconds:g} s file: first result after {t_first:.2f} s, exit {t_exit:.2f} s, "
+                    f"peak RSS {rss:.0f} MiB"
+                )
+        report["models"][name] = res
+    report["benchmark_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report["benchmark_wall_s"] = time.perf_counter() - t_script
+    print(f"\nthis process: peak RSS {report['benchmark_peak_rss_mib']:.0f} MiB, {report['benchmark_wall_s']:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
