@@ -70,12 +70,12 @@ def released_to_ptsed(arch: Any, state_dict: Mapping[str, torch.Tensor]) -> dict
             continue
         if any(key.startswith(p) for p in arch.ignore_released):
             continue
-        for old, new in arch.key_prefixes:
-            if key.startswith(old):
-                out[new + key[len(old) :]] = value
-                break
-        else:
+        matches = [(old, new) for old, new in arch.key_prefixes if key.startswith(old)]
+        if not matches:
             unknown.append(key)
+            continue
+        old, new = max(matches, key=lambda pair: len(pair[0]))
+        out[new + key[len(old) :]] = value
     if unknown:
         raise CheckpointError(
             f"the checkpoint does not look like a {arch.title} file: {len(unknown)} keys of no known layout "

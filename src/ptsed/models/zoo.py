@@ -37,9 +37,10 @@ class ArchSpec:
         upstream_name: the name upstream uses in file names and ``inference.py`` (``"BEATs"``).
         title: human-readable name.
         builder: ``"module:function"``; the function takes ``**kwargs`` and returns (frontend, backbone).
-        key_prefixes: (released prefix, ptsed prefix) pairs tried in order on released keys; the
-            first matching prefix is replaced. Head keys (``strong_head``, ``weak_head``,
-            ``seq_model``) map to ``head.*`` for every arch.
+        key_prefixes: (released prefix, ptsed prefix) pairs. On load the longest matching released
+            prefix is replaced (so ``model.fpasst.`` wins over ``model.``); on export the first pair
+            listed for a ptsed prefix gives the spelling of upstream's released files. Head keys
+            (``strong_head``, ``weak_head``, ``seq_model``) map to ``head.*`` for every arch.
         ignore_released: released-key prefixes that are dropped on load (buffers ptsed computes
             itself, e.g. nnAudio STFT kernels); export writes them back from the model when it has them.
         convert_hook: optional ``"module:function"`` applied to the renamed state dict on load, for
@@ -143,7 +144,7 @@ ARCHS: dict[str, ArchSpec] = {
             upstream_name="fpasst",
             title="frame-level PaSST",
             builder="ptsed.backbones.fpasst:build",
-            key_prefixes=(("model.fpasst.", "backbone."), ("model.", "backbone.")),
+            key_prefixes=(("model.", "backbone."), ("model.fpasst.", "backbone.")),
             frontend="pre-emphasis, 128-bin log-mel (STFT 512/400, hop 10 ms), fast normalisation",
             reference="Koutini et al., Efficient Training of Audio Transformers with Patchout, "
             "Interspeech 2022 (arXiv:2110.05069); Schmid et al., arXiv:2407.12997",
