@@ -1,0 +1,167 @@
+"""``ptsed evaluate``: every input mode, the files it writes, and the AudioSet-strong protocol end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conformance import LABELS
+from ptsed.cli.main import main
+from ptsed.evaluation.synthetic import write_synthetic_set
+
+pytestmark = pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")
+
+HEADLINE = ("psds1", "psds1_macro", "psds2", "psds2_macro", "pauroc", "collar_f1", "segment_f1", "frame_map")
+
+
+def _summary(folder) -> dict:  # noqa: ANN001
+    return json.loads((folder / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory):  # noqa: ANN201
+    return write_synthetic_set(tmp_path_factory.mktemp("syn"), n_clips=12, n_classes=4, seed=11)
+
+
+def test_scores_mode_writes_summary_per_class_and_plot(syn, tmp_path, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "eval"
+    args = ["--scores", str(syn["scores"]), "--output", str(out), "--thresholds", "0.3,0.5", "--per-class"]
+    code = main(["evaluate", "--ground-truth", str(syn["ground_truth"]), "--durations", str(syn["durations"]), *args])
+    assert code == 0
+    s = _summary(out)
+    for key in HEADLINE:
+        assert key in s
+    assert 0 < s["psds1"] < 1 and 0 < s["psds1_macro"] < 1 and s["protocol"] == "none"
+    assert set(s["collar_f1"]) == {"0.3", "0.5"}
+    lines = (out / "per_class.csv").read_text().splitlines()
+    assert lines[0].startswith("class,n_events,psds1,psds2,pauroc") and len(lines) == 5
+    assert (out / "psd_roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "psds1" in printed and "class0" in printed and "summary.json" in printed
+    # psds1 is sed_scores_eval's psds on the same files
+    import sed_scores_eval
+
+    ref = sed_scores_eval.intersection_based.psds(
+        str(syn["scores"]), str(syn["ground_truth"]), str(syn["durations"]),
+        dtc_threshold=0.7, gtc_threshold=0.7, cttc_threshold=None, alpha_ct=0, alpha_st=1,
+    )  # fmt: skip
+    assert s["psds1"] == pytest.approx(ref[0], abs=1e-12)
+    assert s["psds1_macro"] == pytest.approx(np.mean(list(ref[1].values())), abs=1e-12)
+
+
+def test_detections_mode(syn, tmp_path) -> None:  # noqa: ANN001
+    out = tmp_path / "eval"
+    args = ["--detections", str(syn["detections"]), "--output", str(out), "--metrics", "psds1,collar_f1"]
+    assert (
+        main(["evaluate", "--ground-truth", str(syn["ground_truth"]), "--durations", str(syn["durations"]), *args]) == 0
+    )
+    s = _summary(out)
+    assert s["source"].startswith("detections") and "psds2" not in s and "collar_f1" in s
+    assert 0 <= s["psds1"] <= 1
+
+
+def test_median_filter_option_and_errors(syn, tmp_path, capsys) -> None:  # noqa: ANN001
+    base = ["evaluate", "--ground-truth", str(syn["ground_truth"]), "--durations", str(syn["durations"]),
+            "--scores", str(syn["scores"]), "--metrics", "psds1", "--no-plot"]  # fmt: skip
+    assert main([*base, "--output", str(tmp_path / "a"), "--median-filter", "0.36"]) == 0
+    assert main([*base, "--output", str(tmp_path / "b"), "--protocol", "audioset-strong", "--median-filter", "0"]) == 0
+    a, b = _summary(tmp_path / "a"), _summary(tmp_path / "b")
+    assert a["settings"]["median_filter_s"] == 0.36 and b["settings"]["median_filter_s"] is None
+    assert not (tmp_path / "a" / "psd_roc.png").exists()
+    assert main(["evaluate", "--ground-truth", str(tmp_path / "nope.tsv"), "--scores", str(syn["scores"]),
+                 "--output", str(tmp_path / "c")]) == 2  # fmt: skip
+    assert "nope.tsv" in capsys.readouterr().err
+    assert main(["evaluate", "--ground-truth", str(syn["ground_truth"]), "--scores", str(syn["scores"]),
+                 "--audio", str(tmp_path), "--output", str(tmp_path / "d")]) == 2  # fmt: skip
+
+
+def _audioset_fixture(root, n_clips: int = 3):  # noqa: ANN001, ANN202
+    """AudioSet-format labels (MIDs, segment ids with '_' in the YouTube id), a headerless durations CSV
+    and 16 kHz wav files named Y<id>.wav."""
+    from ptsed.data.audioset import vocabulary_mids
+
+    mids = vocabulary_mids("audioset_strong_447")
+    rng = np.random.default_rng(0)
+    ids = ["ab_cd", "-x1y2z3", "q_w_e_r"][:n_clips]
+    rows = ["segment_id\tstart_time_seconds\tend_time_seconds\tlabel"]
+    (root / "audio").mkdir(parents=True)
+    for i, yid in enumerate(ids):
+        seconds = 10 if i < 2 else 7
+        sf.write(root / "audio" / f"Y{yid}.wav", rng.normal(0, 0.1, 16000 * seconds).astype(np.float32), 16000)
+        for _ in range(3):
+            on = float(rng.uniform(0, 6))
+            rows.append(f"{yid}_30000\t{on:.3f}\t{on + rng.uniform(0.5, 3):.3f}\t{mids[int(rng.integers(0, 12))][0]}")
+    rows.append(f"{ids[0]}_30000\t1.000\t2.000\t/m/028v0c")  # Silence: in the eval labels, not in the 447
+    rows.append("zzzz_0\t1.000\t2.000\t/m/028v0c")  # a clip with only Silence: dropped by the protocol
+    sf.write(root / "audio" / "Yzzzz.wav", rng.normal(0, 0.1, 16000 * 10).astype(np.float32), 16000)
+    (root / "gt.tsv").write_text("\n".join(rows) + "\n")
+    (root / "dur.csv").write_text(
+        "".join(f"Y{y},{10.0 if i < 2 else 7.0}\n" for i, y in enumerate(ids)) + "Yzzzz,10.0\n"
+    )
+    return root
+
+
+@pytest.mark.skipif(not LABELS.exists(), reason="needs ../shared/labels")
+def test_model_mode_gives_the_numbers_of_its_saved_scores(tmp_path) -> None:
+    from ptsed.models.factory import create_model, save_checkpoint
+    from ptsed.models.zoo import ARCHS
+
+    if not ARCHS["atst_frame"].implemented:
+        pytest.skip("atst_frame is not implemented yet")
+    pytest.importorskip("ptsed.inference.predictor")
+    import torch
+
+    torch.manual_seed(0)
+    save_checkpoint(create_model("atst_frame", pretrained=False, depth=1), tmp_path / "tiny.pt")
+    root = _audioset_fixture(tmp_path / "as")
+    common = ["evaluate", "--ground-truth", str(root / "gt.tsv"), "--durations", str(root / "dur.csv"),
+              "--protocol", "audioset-strong", "--no-plot"]  # fmt: skip
+    assert main([*common, "--model", "atst_frame", "--checkpoint", str(tmp_path / "tiny.pt"), "--audio",
+                 str(root / "audio"), "--device", "cpu", "--save-scores", str(tmp_path / "scores"),
+                 "--output", str(tmp_path / "model")]) == 0  # fmt: skip
+    saved = sorted(p.name for p in (tmp_path / "scores").iterdir())
+    assert saved == ["Y-x1y2z3.tsv", "Yab_cd.tsv", "Yq_w_e_r.tsv"]
+    head = (tmp_path / "scores" / "Yq_w_e_r.tsv").read_text().splitlines()
+    assert len(head) == 251 and len(head[0].split("\t")) == 449  # 250 frames of 447 classes: a 7 s clip is padded
+    assert main([*common, "--scores", str(tmp_path / "scores"), "--output", str(tmp_path / "saved")]) == 0
+    m, s = _summary(tmp_path / "model"), _summary(tmp_path / "saved")
+    for key in (*HEADLINE, "n_clips", "n_classes", "n_events"):
+        assert m[key] == s[key], key
+    assert m["n_clips"] == 3 and m["clips_dropped_without_events"] == 1 and m["classes_dropped"] == ["Silence"]
+    assert m["settings"]["median_filter_s"] == 0.36 and m["settings"]["clip_s"] == 10.0
+    assert m["ground_truth"]["format"] == "audioset"
+    assert m["pauroc"] > 0 and m["frame_map"] > 0
+
+
+@pytest.mark.skipif(not LABELS.exists(), reason="needs ../shared/labels")
+def test_model_on_hdf5_audio_with_a_model_object(tmp_path) -> None:
+    """The library path: a model object, PaSST-style HDF5 audio, no protocol (whole files, Predictor windows)."""
+    import torch
+
+    from ptsed.data.audioset import AudioSetHDF5
+    from ptsed.evaluation.annotations import read_durations, read_ground_truth
+    from ptsed.evaluation.protocol import evaluate
+    from ptsed.evaluation.sources import ModelScores
+    from ptsed.models.factory import create_model
+    from ptsed.models.zoo import ARCHS
+
+    if not ARCHS["atst_frame"].implemented:
+        pytest.skip("atst_frame is not implemented yet")
+    pytest.importorskip("ptsed.inference.predictor")
+    from test_audioset_data import _write_hdf5
+
+    root = _audioset_fixture(tmp_path / "as", n_clips=2)
+    clips = {p.stem: sf.read(p, dtype="float32")[0] for p in sorted((root / "audio").iterdir())}
+    _write_hdf5(root / "eval.hdf", clips, 16000)
+    torch.manual_seed(0)
+    model = create_model("atst_frame", pretrained=False, depth=1)
+    gt, _ = read_ground_truth(root / "gt.tsv")
+    with AudioSetHDF5(root / "eval.hdf") as h5:
+        src = ModelScores(model, h5, device="cpu")
+        res = evaluate(src, gt, read_durations(root / "dur.csv"), metrics=["psds1", "frame_map"], warn=None)
+    # without a protocol the clip left without events stays (it can only add false positives)
+    assert res.summary["n_clips"] == 3 and res.summary["clips_missing_predictions"] == []
+    assert 0 <= res.summary["psds1"] <= 1 and res.summary["frame_map"] > 0
