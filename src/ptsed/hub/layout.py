@@ -70,10 +70,10 @@ def _spelling(arch: Any, state: Mapping[str, Any]) -> Callable[[str], str]:
     """
     used: dict[str, str] = {}
     for key in state:
-        for old, new in arch.key_prefixes:
-            if key.startswith(old):
-                used.setdefault(new, old)
-                break
+        matches = [(old, new) for old, new in arch.key_prefixes if key.startswith(old)]
+        if matches:
+            old, new = max(matches, key=lambda pair: len(pair[0]))
+            used.setdefault(new, old)
 
     def name(key: str) -> str:
         if key.startswith("head."):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ import torch
 from ptsed.core.errors import CheckpointError, ConfigError
 from ptsed.heads.sed_head import HeadConfig
 from ptsed.hub import checkpoint as ckpt
+from ptsed.models.meta import reset_missing, skip_init
 from ptsed.models.sed_model import SEDModel
 from ptsed.models.zoo import STRONG_VOCAB, WEAK_VOCAB, get_pretrained_spec
 
@@ -60,9 +61,7 @@ def create_model(
     if checkpoint_path is not None:
         obj = ckpt.load_file(checkpoint_path)
         if ckpt.is_ptsed_checkpoint(obj):
-            return _from_ptsed_checkpoint(
-                obj, str(checkpoint_path), device=device, labels=labels, **overrides
-            )
+            return _from_ptsed_checkpoint(obj, str(checkpoint_path), device=device, labels=labels, **overrides)
         spec = get_pretrained_spec(name)
         state = ckpt.released_to_ptsed(spec.arch, obj)
         meta["source"] = str(checkpoint_path)
@@ -101,38 +100,69 @@ def create_model(
         if len(labels) != head_cfg.n_strong:
             raise ConfigError(f"{len(labels)} labels given for a head of {head_cfg.n_strong} classes")
 
-    frontend, backbone = spec.arch.build_parts(**overrides)
-    model = SEDModel(
-        frontend,
-        backbone,
-        head_cfg,
-        name=spec.name,
-        labels=labels,
-        vocabulary=vocabulary,
-        arch=spec.arch.name,
-        builder_kwargs=overrides,
-    )
-    if state is not None:
-        if fresh_heads:
-            state = ckpt.drop_heads(state, keep_rnn=head_cfg.rnn_dim is not None)
-            if head == "student":
-                state = ckpt.drop_heads(state, keep_rnn=False)
-        load_state_dict(model, state, allow_missing_heads=fresh_heads, source=meta.get("source", spec.name))
+    def build() -> SEDModel:
+        frontend, backbone = spec.arch.build_parts(**overrides)
+        return SEDModel(
+            frontend,
+            backbone,
+            head_cfg,
+            name=spec.name,
+            labels=labels,
+            vocabulary=vocabulary,
+            arch=spec.arch.name,
+            builder_kwargs=overrides,
+        )
+
+    if state is not None and fresh_heads:
+        state = ckpt.drop_heads(state, keep_rnn=head_cfg.rnn_dim is not None and head != "student")
+    model = build_and_load(build, state, allow_missing_heads=fresh_heads, source=meta.get("source", spec.name))
     model.eval()
     if device is not None:
         model.to(device)
     return model
 
 
+def build_and_load(
+    build: Callable[[], SEDModel],
+    state: dict[str, torch.Tensor] | None,
+    *,
+    allow_missing_heads: bool = False,
+    source: str = "",
+) -> SEDModel:
+    """Build a model with ``build`` and load ``state`` into it, without paying for random initialisation.
+
+    The model is built with its initialisers switched off and the checkpoint tensors (memory-mapped by
+    :func:`ptsed.hub.checkpoint.load_file`) are assigned in place; parameters the file lacks (fresh heads)
+    are initialised afterwards. Without ``state`` the model is simply built (random weights).
+    """
+    if state is None:
+        return build()
+    with skip_init():
+        model = build()
+    missing = load_state_dict(model, state, allow_missing_heads=allow_missing_heads, source=source, assign=True)
+    if not reset_missing(model, [k for k in missing if not k.startswith("frontend.")]):
+        model = build()  # a parameter without an initialiser of its own: build the plain way
+        load_state_dict(model, state, allow_missing_heads=allow_missing_heads, source=source)
+    return model
+
+
 def load_state_dict(
-    model: SEDModel, state: dict[str, torch.Tensor], *, allow_missing_heads: bool = False, source: str = ""
-) -> None:
+    model: SEDModel,
+    state: dict[str, torch.Tensor],
+    *,
+    allow_missing_heads: bool = False,
+    source: str = "",
+    assign: bool = False,
+) -> list[str]:
     """Load a ptsed-keyed state dict, failing with a clear message on any layout mismatch.
 
     Front-end buffers that ptsed computes itself may be absent; head keys may be absent only when fresh
-    heads were asked for.
+    heads were asked for. With ``assign`` the file's tensors become the model's (cast to the model's
+    dtype where they differ). Returns the keys of the model that the file did not hold.
     """
     own = model.state_dict()
+    if assign:
+        state = {k: v.to(own[k].dtype) if k in own and v.dtype != own[k].dtype else v for k, v in state.items()}
     bad_shapes = [
         f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in state.items()
@@ -143,11 +173,9 @@ def load_state_dict(
             f"checkpoint {source!r} does not fit model {model.name!r}: {len(bad_shapes)} tensors have other "
             f"shapes (first: {bad_shapes[0]})"
         )
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    all_missing, unexpected = model.load_state_dict(state, strict=False, assign=assign)
     missing = [
-        k
-        for k in missing
-        if not k.startswith("frontend.") and not (allow_missing_heads and k.startswith("head."))
+        k for k in all_missing if not k.startswith("frontend.") and not (allow_missing_heads and k.startswith("head."))
     ]
     if missing or unexpected:
         parts = []
@@ -156,6 +184,7 @@ def load_state_dict(
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]!r})")
         raise CheckpointError(f"checkpoint {source!r} does not fit model {model.name!r}: " + ", ".join(parts))
+    return list(all_missing)
 
 
 def _from_ptsed_checkpoint(
@@ -171,20 +200,24 @@ def _from_ptsed_checkpoint(
         raise CheckpointError(f"checkpoint {source!r} names no architecture in its config")
     spec = get_pretrained_spec(arch)
     head_cfg = HeadConfig(**config.get("head", {}))
-    frontend, backbone = spec.arch.build_parts(**{**config.get("builder_kwargs", {}), **overrides})
-    model = SEDModel(
-        frontend,
-        backbone,
-        head_cfg,
-        name=obj.get("model", Path(source).stem),
-        labels=labels if labels is not None else obj.get("labels"),
-        vocabulary=config.get("vocabulary"),
-        window_s=float(config.get("window_s", 10.0)),
-        arch=spec.arch.name,
-        builder_kwargs={**config.get("builder_kwargs", {}), **overrides},
-        backbone_layer=config.get("backbone_layer"),
-    )
-    load_state_dict(model, obj["state_dict"], source=source)
+    builder_kwargs = {**config.get("builder_kwargs", {}), **overrides}
+
+    def build() -> SEDModel:
+        frontend, backbone = spec.arch.build_parts(**builder_kwargs)
+        return SEDModel(
+            frontend,
+            backbone,
+            head_cfg,
+            name=obj.get("model", Path(source).stem),
+            labels=labels if labels is not None else obj.get("labels"),
+            vocabulary=config.get("vocabulary"),
+            window_s=float(config.get("window_s", 10.0)),
+            arch=spec.arch.name,
+            builder_kwargs=builder_kwargs,
+            backbone_layer=config.get("backbone_layer"),
+        )
+
+    model = build_and_load(build, obj["state_dict"], source=source)
     model.checkpoint_extra = {k: v for k, v in obj.items() if k != "state_dict"}
     model.eval()
     if device is not None:

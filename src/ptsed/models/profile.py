@@ -20,16 +20,14 @@ import contextlib
 import importlib.util
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ptsed.heads.sed_head import HeadConfig, SEDHead
+from ptsed.models.meta import parameters_on_meta
 from ptsed.models.sed_model import FRAME_HOP_S, SEDModel
 
 
@@ -56,28 +54,6 @@ class Profile:
         return asdict(self)
 
 
-@contextmanager
-def _parameters_on_meta() -> Iterator[None]:
-    """Move every parameter to ``meta`` as it is registered (buffers and plain tensors stay on CPU).
-
-    For builders that need real data while building (e.g. ``torch.linspace(...).tolist()``), which a
-    ``meta`` default device breaks: they run on CPU, while the large tensors (and their initialisation)
-    cost nothing. Not thread-safe (it patches :meth:`torch.nn.Module.register_parameter`).
-    """
-    original = nn.Module.register_parameter
-
-    def register(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        if param is not None and param.device.type != "meta":
-            param = type(param)(param.to("meta"), requires_grad=param.requires_grad)
-        original(self, name, param)
-
-    nn.Module.register_parameter = register  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter = original  # type: ignore[method-assign]
-
-
 def build_parts_skeleton(arch: Any, **overrides: Any) -> tuple[Any, Any]:
     """(front-end, backbone) of ``arch`` (an ``ArchSpec``) for their shapes only, built as cheaply as the
     builder allows: on the ``meta`` device; else with parameters moved to ``meta`` as they are made;
@@ -89,7 +65,7 @@ def build_parts_skeleton(arch: Any, **overrides: Any) -> tuple[Any, Any]:
     except Exception:  # a builder step that needs real data
         pass
     try:
-        with _parameters_on_meta():
+        with parameters_on_meta():
             return arch.build_parts(**overrides)
     except Exception:
         return arch.build_parts(**overrides)
