@@ -100,9 +100,7 @@ class SEDModel(nn.Module):
 
                 self._labels = get_labels(self.vocabulary)
         if len(self._labels) != self.num_classes and self.num_classes > 0:
-            raise RuntimeError(
-                f"model {self.name!r} has {self.num_classes} outputs but {len(self._labels)} labels"
-            )
+            raise RuntimeError(f"model {self.name!r} has {self.num_classes} outputs but {len(self._labels)} labels")
         return list(self._labels)
 
     @labels.setter

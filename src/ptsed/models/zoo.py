@@ -135,8 +135,7 @@ ARCHS: dict[str, ArchSpec] = {
             key_prefixes=(("model.model.", "backbone."), ("model.beats.", "backbone.")),
             convert_hook="ptsed.backbones.beats:convert_released",
             frontend="Kaldi fbank, 128 bins, fixed mean/std normalisation",
-            reference="Chen et al., BEATs: Audio Pre-Training with Acoustic Tokenizers, ICML 2023 "
-            "(arXiv:2212.09058)",
+            reference="Chen et al., BEATs: Audio Pre-Training with Acoustic Tokenizers, ICML 2023 (arXiv:2212.09058)",
             backbone_license="MIT (microsoft/unilm)",
         ),
         ArchSpec(
@@ -175,8 +174,7 @@ ARCHS: dict[str, ArchSpec] = {
             ),
             ignore_released=("model.to_spec.", "model.m2d.to_spec."),
             frontend="80-bin log-mel (400-pt STFT, hop 10 ms), fixed normalisation -7.1 / 4.2",
-            reference="Niizumi et al., M2D-CLAP: Masked Modeling Duo Meets CLAP, Interspeech 2024 "
-            "(arXiv:2406.02032)",
+            reference="Niizumi et al., M2D-CLAP: Masked Modeling Duo Meets CLAP, Interspeech 2024 (arXiv:2406.02032)",
             backbone_license="see nttcslab/m2d (NTT licence)",
         ),
         ArchSpec(
