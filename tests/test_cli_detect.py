@@ -165,3 +165,20 @@ def test_interface_and_errors(tiny: list[str], recordings: Path, tmp_path: Path,
     assert main(["detect", str(tmp_path / "missing.wav"), "--model", "tiny"]) == 2
     assert main(["detect", str(recordings / "a.wav"), "--model", "tiny", "--format", "xls"]) == 2
     assert "unknown output format" in capsys.readouterr().err
+
+
+def test_real_arch_from_a_ptsed_checkpoint_without_model_name(recordings: Path, tmp_path: Path) -> None:
+    """A zoo architecture (1 block) saved in ptsed's format: ``--checkpoint`` alone names the model."""
+    import ptsed
+    from ptsed.models.factory import save_checkpoint
+
+    model = ptsed.create_model("atst_frame", pretrained=False, depth=1)
+    ckpt = save_checkpoint(model, tmp_path / "atst_depth1.pt")
+    out = tmp_path / "out"
+    code = main(["detect", str(recordings / "site1"), "--checkpoint", str(ckpt), "--output", str(out),
+                 "--format", "tsv,npz", "--device", "cpu", "-q"])  # fmt: skip
+    assert code == 0
+    from ptsed.io.results import read_frame_scores
+
+    fs = read_frame_scores(out / "frames" / "b.npz")[0]  # names are relative to the folder given
+    assert fs.scores.shape == (100, 447) and fs.labels[0] == "Accelerating, revving, vroom"
