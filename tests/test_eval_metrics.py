@@ -106,7 +106,9 @@ def test_frame_map_uses_the_frame_targets() -> None:
     s[50:75, 0] = 1.0  # exactly the event 2.0-3.0 s
     store = _store({"x": s}, ts, ["A"])
     assert frame_map(store, {"x": [(2.0, 3.0, "A")]})["A"] == pytest.approx(1.0)
-    assert frame_map(store, {"x": [(2.0, 4.0, "A")]})["A"] == pytest.approx(0.5 + 0.5 * 25 / 50 * 0, abs=0.51)
+    # event 2-4 s = 50 frames; the 25 frames scored 1 are all in it (precision 1 at recall 0.5), the rest tie
+    # at 0 (precision 50 / 250 at recall 1)
+    assert frame_map(store, {"x": [(2.0, 4.0, "A")]})["A"] == pytest.approx(0.5 * 1 + 0.5 * 0.2)
     uneven = _store({"x": np.zeros((2, 1))}, np.array([0.0, 1.0, 3.0]), ["A"])
     assert frame_map(uneven, {"x": [(0.0, 1.0, "A")]}) is None
 

@@ -434,12 +434,21 @@ def frame_map(
             return None
         hops[clip] = hop
     index = {c: i for i, c in enumerate(classes)}
-    total = sum(store.span(c)[1] for c in store.clips)
-    targets = np.zeros((len(classes), total), dtype=np.uint8)
+    positives: list[list[np.ndarray]] = [[] for _ in classes]  # frame indices in the rows, per class
     for clip in store.clips:
+        events = ground_truth.get(clip, ())
+        if not events:
+            continue
         start, t = store.span(clip)
-        targets[:, start : start + t] = events_to_frame_targets(ground_truth.get(clip, ()), index, t, hops[clip]) > 0
-    out = {c: average_precision(store.row(store.labels.index(c)), targets[i]) for c, i in index.items()}
+        y = events_to_frame_targets(events, index, t, hops[clip])
+        for k in np.flatnonzero(y.any(axis=1)):
+            positives[k].append(start + np.flatnonzero(y[k]))
+    out = {}
+    for c, k in index.items():
+        target = np.zeros(store.num_frames, dtype=bool)
+        if positives[k]:
+            target[np.concatenate(positives[k])] = True
+        out[c] = average_precision(store.row(store.labels.index(c)), target)
     valid = [v for v in out.values() if not np.isnan(v)]
     out["mean"] = float(np.mean(valid)) if valid else float("nan")
     return out
