@@ -23,6 +23,7 @@ COMMANDS = {
     "finetune": "ptsed.cli.finetune",
     "train": "ptsed.cli.train",
     "ensemble-logits": "ptsed.cli.ensemble_logits",
+    "export": "ptsed.cli.export",
 }
 
 EPILOG = """examples:

@@ -1,0 +1,141 @@
+"""Exporting a trained model: ptsed's checkpoint format, and upstream's released layout.
+
+- ``ptsed`` format (:func:`ptsed.models.factory.save_checkpoint`): one self-describing file (architecture,
+  builder settings, head form, labels, weights); ``ptsed.create_model("x", checkpoint_path=...)`` and
+  ``ptsed detect --checkpoint`` load it.
+- ``released`` layout: a plain state dict with exactly the keys and shapes of upstream's released files
+  (``<Model>_strong_1.pt``; with a BiGRU, the teacher layout upstream's ``PredictionsWrapper(seq_model_type=
+  "rnn")`` loads), so upstream's code loads what ptsed trains. Keys are written in the released spelling
+  (``model.X`` for fPaSST, ASiT and M2D, ``model.model.X`` for BEATs; not upstream's in-memory wrapper
+  spelling ``model.fpasst.X``, which its loader would rename a second time). Front-end tensors that upstream
+  keeps in its state dict are written from ptsed's front-end, which computes them itself: M2D's
+  ``model.to_spec.*`` (nnAudio mel filterbank and STFT kernels, computed as nnAudio does); ATST-Frame's
+  ``mel_transform`` buffers are left out, as upstream's loader requires. The released layout has no room for
+  builder settings: a model built with non-default sizes loads only with the same sizes given again
+  (``create_model(name, checkpoint_path=..., depth=...)``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ptsed.core.errors import CheckpointError, ConfigError
+from ptsed.models.sed_model import SEDModel
+
+FORMATS = ("ptsed", "released")
+
+
+def _released_spelling(arch: Any) -> dict[str, str]:
+    """ptsed prefix -> the released prefix to write: of the released spellings that map to one ptsed prefix,
+    the plain one (the shortest; the first listed among equals)."""
+    best: dict[str, str] = {}
+    for old, new in arch.key_prefixes:
+        if new not in best or len(old) < len(best[new]):
+            best[new] = old
+    return best
+
+
+def released_state_dict(model: SEDModel, *, copy: bool = True) -> dict[str, torch.Tensor]:
+    """The model's weights under upstream's released keys (CPU copies, dtypes as trained; with
+    ``copy=False`` the model's own tensors, e.g. to inspect the layout of a model on the ``meta`` device).
+
+    Raises:
+        ConfigError: the model cannot be expressed in upstream's layout (a head fed from a lower block).
+    """
+    from ptsed.hub.checkpoint import ptsed_to_released, released_to_ptsed
+    from ptsed.models.zoo import get_arch
+
+    if model.backbone_layer is not None:
+        raise ConfigError(
+            f"model {model.name!r} reads backbone block {model.backbone_layer}; upstream's layout has no such "
+            "setting (export it in ptsed's format)"
+        )
+    arch = get_arch(model.arch)
+    own = model.state_dict()
+    written = ptsed_to_released(arch, own)
+    spelling = _released_spelling(arch)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in written.items():
+        for old, new in arch.key_prefixes:
+            if key.startswith(old) and old != spelling[new]:
+                key = spelling[new] + key[len(old) :]
+                break
+        out[key] = value.detach().cpu().clone() if copy else value
+    back = released_to_ptsed(arch, out)
+    lost = sorted(k for k in own if k not in back and not k.startswith("frontend."))
+    if lost:
+        raise CheckpointError(f"{len(lost)} weights of {model.name!r} have no released key (first: {lost[0]!r})")
+    return out
+
+
+def export_model(model: SEDModel, path: str | Path, fmt: str = "ptsed", **extra: Any) -> Path:
+    """Write ``model`` to ``path`` in ``fmt`` (``"ptsed"`` or ``"released"``); ``extra`` fields go into a ptsed
+    checkpoint (e.g. ``training={...}``). The file is written atomically."""
+    from ptsed.models.factory import save_checkpoint
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    path = Path(path)
+    if fmt == "ptsed":
+        return save_checkpoint(model, path, **extra)
+    state = released_state_dict(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_trained(source: str | Path, *, which: str = "final") -> SEDModel:
+    """A trained model from a ptsed checkpoint file, a ``ptsed train`` / ``ptsed finetune`` output folder, or a
+    Lightning checkpoint of a ``ptsed train`` run.
+
+    Args:
+        source: the file or folder.
+        which: for a run folder: ``"final"`` (``model.pt``), ``"last"`` or ``"best"`` (``checkpoints/*.ckpt``).
+    """
+    from ptsed.hub.checkpoint import is_ptsed_checkpoint, load_file
+
+    src = Path(source)
+    if src.is_dir():
+        if which == "final" and (src / "model.pt").is_file():
+            src = src / "model.pt"
+        else:
+            name = "last" if which == "final" else which
+            ckpt = src / "checkpoints" / f"{name}.ckpt"
+            if not ckpt.is_file():
+                raise CheckpointError(f"{str(source)!r} holds neither model.pt nor checkpoints/{name}.ckpt")
+            return _from_lightning(ckpt, src)
+    if src.suffix == ".ckpt":
+        return _from_lightning(src, src.parent.parent)
+    obj = load_file(src)
+    if not is_ptsed_checkpoint(obj):
+        raise CheckpointError(
+            f"{str(source)!r} is not a ptsed checkpoint; a released file needs no export (load it with "
+            "ptsed.create_model(name, checkpoint_path=...))"
+        )
+    from ptsed.models.factory import create_model
+
+    return create_model("x", checkpoint_path=src)
+
+
+def _from_lightning(ckpt: Path, run_dir: Path) -> SEDModel:
+    """The model of a Lightning checkpoint of ``ptsed train``, rebuilt from the run's ``config.yaml``."""
+    from ptsed.recipes.audioset_strong import build_model, read_run_config
+
+    config = read_run_config(run_dir)
+    model = build_model(config, pretrained=False)
+    obj = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = {k[len("model.") :]: v for k, v in obj.get("state_dict", {}).items() if k.startswith("model.")}
+    if not state:
+        raise CheckpointError(f"{str(ckpt)!r} holds no model weights")
+    from ptsed.models.factory import load_state_dict
+
+    load_state_dict(model, state, source=str(ckpt))
+    return model.eval()
+
+
+__all__ = ["FORMATS", "export_model", "load_trained", "released_state_dict"]
