@@ -178,3 +178,19 @@ def test_sed_model_backbone_layer_feeds_the_head_from_a_lower_block():
     assert torch.equal(low.backbone_sequence(feats), m.backbone.forward_intermediates(feats, [1])[0])
     with pytest.raises(ValueError, match="out of range"):
         SEDModel(m.frontend, m.backbone, m.head_config, backbone_layer=-5, window_s=2.0)
+
+
+def test_batchnorm_recalibration_uses_the_exact_batch_average():
+    from ptsed.train.module import recalibrate_batchnorm
+
+    model = tiny_model(batchnorm=True).eval()
+    ds = TinyDataset(8)
+    batches = [torch.utils.data.default_collate([ds[i] for i in range(j, j + 4)]) for j in (0, 4)]
+    assert recalibrate_batchnorm(model, batches, num_batches=2) == 1
+    norm = model.backbone.norm
+    assert norm.momentum == 0.01 and not model.training
+    with torch.no_grad():
+        stems = [model.backbone.stem(model.features(b["waveform"])[:, 0]) for b in batches]
+    expect = torch.stack([s.mean(dim=(0, 2)) for s in stems]).mean(0)
+    assert torch.allclose(norm.running_mean, expect, atol=1e-5)
+    assert recalibrate_batchnorm(tiny_model(), batches) == 0  # no BatchNorm: nothing to do

@@ -122,3 +122,24 @@ def test_training_learns_the_tiny_task():
         after = trainer.validate(module, vl, verbose=False)[0]
     assert after["val/loss"] < 0.7 * before["val/loss"]
     assert after["val/event_f1"] > before["val/event_f1"] + 0.2
+
+
+def test_models_from_create_model_train_in_train_mode():
+    """create_model returns eval mode; the trainable parts must train in train mode (BatchNorm, dropout),
+    the front-end, a frozen backbone and the teacher stay in eval mode."""
+    seen = []
+
+    class _Watch(Callback):
+        def on_train_batch_start(self, trainer, module, *args) -> None:
+            seen.append((module.model.backbone.training, module.model.head.training, module.model.frontend.training))
+
+    for frozen in (False, True):
+        seen.clear()
+        model = tiny_model().eval()
+        module = SEDTrainModule(model, OptimConfig(freeze_backbone=frozen), augment=AugmentConfig.none())
+        vl = torch.utils.data.DataLoader(TinyDataset(4, seed=1), batch_size=4)
+        trainer = _trainer(max_steps=4, callbacks=[_Watch()], check_val_every_n_epoch=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.fit(module, ResumableLoader(TinyDataset(8), 4), vl)  # validation between epochs
+        assert seen and all(s == (not frozen, True, False) for s in seen), seen

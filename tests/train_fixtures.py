@@ -42,18 +42,19 @@ class TinyBackbone(Backbone):
 
     frame_hop_s = 0.04
 
-    def __init__(self, dim: int = 16, depth: int = 3, dropout: float = 0.1) -> None:
+    def __init__(self, dim: int = 16, depth: int = 3, dropout: float = 0.1, batchnorm: bool = False) -> None:
         super().__init__()
         self.embed_dim = dim
         self.num_layers = depth
         self.stem = nn.Conv1d(16, dim, kernel_size=4, stride=4)
+        self.norm = nn.BatchNorm1d(dim, momentum=0.01) if batchnorm else nn.Identity()
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout)) for _ in range(depth)
         )
 
     def forward_intermediates(self, features: torch.Tensor, indices: Sequence[int] | None = None) -> list[torch.Tensor]:
         wanted = self.resolve_indices(indices, self.num_layers)
-        x = self.stem(features[:, 0]).transpose(1, 2)
+        x = self.norm(self.stem(features[:, 0])).transpose(1, 2)
         out = []
         for i, block in enumerate(self.blocks):
             x = x + block(x)
@@ -65,7 +66,7 @@ class TinyBackbone(Backbone):
         return self.forward_intermediates(features, [-1])[0]
 
     def param_groups(self) -> list[list[str]]:
-        groups = [[n for n, _ in self.stem.named_parameters(prefix="stem")]]
+        groups = [[n for n, _ in self.named_parameters() if n.startswith(("stem.", "norm."))]]
         groups += [[n for n, _ in b.named_parameters(prefix=f"blocks.{i}")] for i, b in enumerate(self.blocks)]
         return groups
 
@@ -73,10 +74,14 @@ class TinyBackbone(Backbone):
 LABELS = ["beep", "noise_burst", "chirp"]
 
 
-def tiny_model(labels: Sequence[str] = LABELS, seed: int = 0, **head: object) -> SEDModel:
+def tiny_model(labels: Sequence[str] = LABELS, seed: int = 0, batchnorm: bool = False, **head: object) -> SEDModel:
     torch.manual_seed(seed)
     return SEDModel(
-        TinyFrontend(), TinyBackbone(), HeadConfig(n_strong=len(labels), **head), name="tiny", labels=labels
+        TinyFrontend(),
+        TinyBackbone(batchnorm=batchnorm),
+        HeadConfig(n_strong=len(labels), **head),
+        name="tiny",
+        labels=labels,
     )
 
 
@@ -178,3 +183,21 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def build_tiny(depth: int = 3, dim: int = 16) -> tuple[TinyFrontend, TinyBackbone]:
+    """Zoo builder of the tiny model (``register_tiny_arch``)."""
+    return TinyFrontend(), TinyBackbone(dim=dim, depth=depth)
+
+
+def register_tiny_arch(monkeypatch, name: str = "tinysed") -> None:
+    """Put ``tinysed`` (the tiny model above, 8 kHz, 447-class heads) into the zoo for one test."""
+    from dataclasses import replace
+
+    from ptsed.models import zoo
+
+    arch = replace(zoo.ARCHS["frame_mn06"], name=name, upstream_name=name, builder="train_fixtures:build_tiny")
+    arch = replace(arch, builder_kwargs={}, key_prefixes=(("model.tiny.", "backbone."),))
+    monkeypatch.setitem(zoo.ARCHS, name, arch)
+    spec = replace(zoo.PRETRAINED["frame_mn06.as_strong"], name=f"{name}.as_strong", arch=arch)
+    monkeypatch.setitem(zoo.PRETRAINED, f"{name}.as_strong", spec)

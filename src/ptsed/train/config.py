@@ -43,6 +43,8 @@ class FinetuneConfig:
         seed: seed of data order, augmentation and initialisation.
         select: export the ``"best"`` (validation PSDS1) or the ``"last"`` weights.
         median_filter_s: median filter used for the validation metrics during training.
+        bn_recalibrate: batches of training data used to re-estimate BatchNorm statistics of the exported
+            weights (0: keep the running averages; only models with BatchNorm, e.g. frame_mn, are affected).
         wandb: Weights & Biases project name (None: no wandb).
         optim, loss, augment: see :class:`OptimConfig`, :class:`LossConfig`, :class:`AugmentConfig`.
     """
@@ -72,6 +74,7 @@ class FinetuneConfig:
     seed: int = 0
     select: str = "best"
     median_filter_s: float = 0.28
+    bn_recalibrate: int = 0
     wandb: str | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -114,8 +117,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "scratch": {
         "pretrained": False,
+        "bn_recalibrate": 40,
         "optim": {"lr": 1e-3, "weight_decay": 1e-2, "warmup_steps": 100},
-        "augment": {"wavmix_p": 0.5, "mixup_p": 0.3, "mixstyle_p": 0.3, "filter_augment_p": 0.5, "freq_warp_p": 0.5},
+        "augment": {"wavmix_p": 0.3, "mixup_p": 0.2, "mixstyle_p": 0.2, "filter_augment_p": 0.3, "freq_warp_p": 0.3},
     },
 }
 """Named starting points (applied on top of the defaults):
@@ -124,7 +128,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 - ``full``: fine-tune everything, layer-wise learning-rate decay 0.9.
 - ``drop-top``: ``full`` with the top 2 backbone blocks unused (change with ``--drop-top-layers``).
 - ``desed``: ``full`` with a strong + weak head (attention pooling) and the weak loss (weight 0.5).
-- ``scratch``: random initialisation, higher learning rate, AudioSet-strong style augmentation.
+- ``scratch``: random initialisation, higher learning rate, AudioSet-strong style augmentation at lower
+  probabilities (short runs from scratch learn faster with less of it), BatchNorm statistics re-estimated on
+  40 batches of training data before export.
 """
 
 

@@ -5,9 +5,11 @@ Output folder layout::
     OUTPUT/model.pt            the exported model (weights, config, labels, post-processing); load it with
                                ptsed.create_model("x", checkpoint_path=...) or `ptsed detect --checkpoint`
     OUTPUT/checkpoints/        Lightning checkpoints: last.ckpt (resume with --resume) and best.ckpt
-    OUTPUT/logs/               CSV (metrics.csv) and TensorBoard logs
+    OUTPUT/logs/version_N/     CSV (metrics.csv) and TensorBoard logs (a resumed run writes the next N)
     OUTPUT/config.yaml         the settings of the run
     OUTPUT/summary.json        scores on the validation split and training time
+    OUTPUT/thresholds.json, OUTPUT/median_filter.json
+                               the chosen post-processing, for `ptsed detect --threshold/--median-filter FILE`
 """
 
 from __future__ import annotations
@@ -112,8 +114,10 @@ class FinetuneResult:
 def _loggers(output: Path, config: FinetuneConfig) -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    loggers: list[Any] = [CSVLogger(output, name="logs", version="")]
-    loggers.append(TensorBoardLogger(output, name="logs", version="", default_hp_metric=False))
+    logs = output / "logs"
+    version = f"version_{len(list(logs.glob('version_*'))) if logs.is_dir() else 0}"  # a resumed run adds one
+    loggers: list[Any] = [CSVLogger(output, name="logs", version=version)]
+    loggers.append(TensorBoardLogger(output, name="logs", version=version, default_hp_metric=False))
     if config.wandb:
         from lightning.pytorch.loggers import WandbLogger
 
@@ -143,11 +147,11 @@ def finetune(
     """
     import lightning as L
     import yaml
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from ptsed.models.factory import save_checkpoint
     from ptsed.train.data import ResumableLoader
-    from ptsed.train.module import SEDTrainModule
+    from ptsed.train.module import SEDTrainModule, recalibrate_batchnorm
     from ptsed.train.sources import open_source
     from ptsed.train.validation import evaluate, reference_from_dataset, select_postprocess
 
@@ -230,7 +234,7 @@ def finetune(
         check_val_every_n_epoch=config.val_every,
         limit_val_batches=None if val_loader is not None else 0,
         num_sanity_val_steps=0,
-        callbacks=[*ckpt_cbs, LearningRateMonitor(logging_interval="step"), *callbacks],
+        callbacks=[*ckpt_cbs, *callbacks],
         logger=_loggers(output, config),
         log_every_n_steps=min(10, max(1, len(train_loader) // max(1, config.accumulate))),
         enable_progress_bar=progress,
@@ -243,11 +247,18 @@ def finetune(
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the frozen front-end
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None, weights_only=True)
     train_seconds = time.perf_counter() - start
+    if trainer.global_step >= total_steps:
+        trainer.save_checkpoint(last)  # a finished run: --resume then only re-exports
 
     best = ckpt_cbs[-1].best_model_path if monitor else ""
     if config.select == "best" and best and Path(best).is_file():
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
+    if config.bn_recalibrate > 0:
+        clean = torch.utils.data.DataLoader(
+            train_ds, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(config.seed)
+        )
+        recalibrate_batchnorm(module.model, clean, config.bn_recalibrate)
     metrics: dict[str, float] = {}
     postprocess: dict[str, Any] = {}
     if val_loader is not None and reference is not None and len(reference):
@@ -265,7 +276,7 @@ def finetune(
     path = save_checkpoint(
         model,
         output / "model.pt",
-        postprocess=postprocess or _default_postprocess(labels, config.median_filter_s),
+        postprocess=postprocess or _default_postprocess(labels, config.median_filter_s),  # type: ignore[arg-type]
         training={
             "train": str(config.train),
             "valid": str(config.valid) if config.valid else None,
@@ -275,6 +286,9 @@ def finetune(
             "start": config.checkpoint or f"{config.model} ({'pretrained' if config.pretrained else 'random init'})",
         },
     )
+    pp = postprocess or _default_postprocess(labels, config.median_filter_s)
+    for key, name in (("thresholds", "thresholds.json"), ("median_filter_s", "median_filter.json")):
+        (output / name).write_text(json.dumps(pp[key], indent=1), encoding="utf-8")  # for --threshold FILE etc.
     summary = {"checkpoint": str(path), "steps": int(trainer.global_step), "train_seconds": train_seconds, **metrics}
     (output / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return FinetuneResult(path, metrics, postprocess, train_seconds, int(trainer.global_step))

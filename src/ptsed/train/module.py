@@ -104,6 +104,10 @@ class SEDTrainModule(L.LightningModule):
         model.frontend.requires_grad_(False)
         if self.optim_config.freeze_backbone:
             model.backbone.requires_grad_(False)
+        self.train()  # create_model returns eval mode; Lightning keeps the modes it finds
+
+    def on_train_epoch_start(self) -> None:
+        self.train()
 
     def train(self, mode: bool = True) -> SEDTrainModule:
         """Train mode, except for the front-end, a frozen backbone and the teacher (always eval)."""
@@ -164,6 +168,7 @@ class SEDTrainModule(L.LightningModule):
         )
         bs = len(wave)
         self.log("train/loss", parts["loss"].detach(), prog_bar=True, batch_size=bs)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)  # the head's rate
         self.log("train/strong_loss", parts["strong"], batch_size=bs)
         if self.loss_config.weak_loss_weight > 0:
             self.log("train/weak_loss", parts["weak"], batch_size=bs)
@@ -228,3 +233,41 @@ class SEDTrainModule(L.LightningModule):
         if state:
             self.augmenter.load_state_dict(state["augment"])
             self._pending_rng = state["rng"]
+
+
+def recalibrate_batchnorm(model: SEDModel, batches: Any, num_batches: int = 32) -> int:
+    """Re-estimate the running statistics of every BatchNorm layer from ``num_batches`` batches of clean data.
+
+    BatchNorm running averages lag behind the weights during a short training run (frame_mn's momentum is
+    0.01: a memory of about 100 steps), which hurts the eval-mode model; this replaces them by the exact
+    average over the given batches (forward passes in train mode, no gradients, no augmentation).
+
+    Args:
+        model: the model (left in eval mode).
+        batches: an iterable of batches with a ``"waveform"`` (B, N) entry.
+        num_batches: how many batches to use.
+
+    Returns:
+        The number of BatchNorm layers updated (0: nothing to do, e.g. a transformer).
+    """
+    norms = [
+        m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    if not norms or num_batches <= 0:
+        return 0
+    momenta = [m.momentum for m in norms]
+    device = next(model.parameters()).device
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+    model.train()
+    model.frontend.eval()
+    with torch.no_grad():
+        for i, batch in enumerate(batches):
+            if i >= num_batches:
+                break
+            model(batch["waveform"].to(device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
+    return len(norms)

@@ -37,14 +37,20 @@ class DCASEFiles:
 
 
 def _tsv_kind(path: Path) -> str | None:
+    """``"strong"``, ``"weak"`` or ``"durations"`` from a TSV's header; ``None`` for other tables."""
     try:
         with path.open(encoding="utf-8") as f:
             header = set(f.readline().strip().split("\t"))
     except (OSError, UnicodeDecodeError):
         return None
-    for kind in ("strong", "weak", "durations"):
-        if _HEADERS[kind] <= header:
-            return kind
+    if _HEADERS["strong"] <= header:
+        return "strong"
+    if "onset" in header or "offset" in header:  # event tables of another kind (e.g. synth's sources.tsv)
+        return None
+    if _HEADERS["weak"] <= header:
+        return "weak"
+    if _HEADERS["durations"] <= header:
+        return "durations"
     return None
 
 

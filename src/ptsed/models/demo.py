@@ -1,0 +1,219 @@
+"""The small offline ``demo`` model shipped with ptsed.
+
+``create_model("demo")`` loads it; ``ptsed detect FILE --model demo`` runs it without any download. It is a
+frame_mn06 trained from random initialisation on synthetic 10 s soundscapes of 10 classes (AudioSet-strong
+names) built from Debian-packaged sounds, to show that the pipeline works and that ptsed's training path
+learns. It is NOT an AudioSet model and detects only its 10 classes; use the zoo models for real work.
+
+Files (``ptsed/assets/demo/``): the checkpoint (ptsed format, fp16 weights), ``ATTRIBUTION.tsv`` (every
+sound clip in its training and validation data: Debian package, source file, licence) and ``README.md``.
+Retrain it with ``INSTALL=1 bash recipes/demo_train.sh`` (see ``docs/training.md``).
+
+``python -m ptsed.models.demo export MODEL DATA OUT`` turns a trained checkpoint into these files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ptsed.core.errors import CheckpointError
+
+DEMO_FILENAME = "demo_frame_mn06_synthetic10.pt"
+"""The checkpoint: a demo frame_mn06 trained on synthetic soundscapes of 10 classes."""
+
+DEMO_NAME = "demo-frame_mn06-synthetic-10class"
+
+
+def demo_dir() -> Path:
+    """``ptsed/assets/demo`` inside the installed package."""
+    return Path(__file__).resolve().parent.parent / "assets" / "demo"
+
+
+def demo_checkpoint_path() -> Path:
+    """Path of the shipped demo checkpoint.
+
+    Raises:
+        CheckpointError: the file is missing from this installation.
+    """
+    path = demo_dir() / DEMO_FILENAME
+    if not path.is_file():
+        raise CheckpointError(
+            f"the demo model {path} is missing from this installation; rebuild it with "
+            "`INSTALL=1 bash recipes/demo_train.sh` (docs/training.md)"
+        )
+    return path
+
+
+def export_demo(
+    model_path: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    train_seconds: float | None = None,
+    eval_summary: str | Path | None = None,
+    eval_tuned_summary: str | Path | None = None,
+    command: str = "bash recipes/demo_train.sh",
+) -> Path:
+    """Write the demo files from a fine-tuned checkpoint and the demo data folder.
+
+    The weights are stored in fp16 (half the size); the largest change of a frame probability this causes on
+    the validation soundscapes is printed and stored in the checkpoint (``demo["fp16_max_abs_diff"]``).
+
+    Args:
+        model_path: ``model.pt`` written by ``ptsed finetune``.
+        data_dir: the output of ``recipes/demo_data.py`` (``ATTRIBUTION.tsv``, ``summary.json``, ``val/``).
+        out_dir: where the checkpoint, ``ATTRIBUTION.tsv`` and ``README.md`` go.
+        train_seconds: wall time of data generation and training.
+        eval_summary, eval_tuned_summary: ``summary.json`` of ``ptsed evaluate`` (model scores with a fixed
+            threshold; detections with the tuned post-processing).
+        command: the command that made it (for the README).
+
+    Returns:
+        The written checkpoint.
+    """
+    import json
+    import shutil
+
+    import torch
+
+    from ptsed.data.tables import read_tsv
+    from ptsed.io.audio import load_audio
+    from ptsed.models.factory import create_model, save_checkpoint
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = create_model("demo", checkpoint_path=model_path)
+    extra = dict(model.checkpoint_extra)
+    data_summary = json.loads((data_dir / "summary.json").read_text(encoding="utf-8"))
+    evaluation = {}
+    for key, path in (("fixed_threshold", eval_summary), ("tuned_postprocess", eval_tuned_summary)):
+        if path is not None and Path(path).is_file():
+            evaluation[key] = _scores(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    # fp16 weights; measure what it changes on a few validation soundscapes
+    val_audio = sorted((data_dir / "val" / "audio").glob("*.wav"))[:8]
+    waves = torch.stack([torch.from_numpy(load_audio(p, model.sample_rate)[0]) for p in val_audio])
+    with torch.no_grad():
+        ref = torch.sigmoid(model(waves).strong_logits)
+        half = create_model("demo", checkpoint_path=model_path).half().float().eval()
+        diff = float((torch.sigmoid(half(waves).strong_logits) - ref).abs().max())
+    print(f"fp16 weights change frame probabilities by at most {diff:.2e} on {len(val_audio)} validation clips")
+
+    model.name = DEMO_NAME
+    model.half()
+    path = save_checkpoint(
+        model,
+        out_dir / DEMO_FILENAME,
+        postprocess=extra.get("postprocess"),
+        training=extra.get("training"),
+        demo={
+            "description": "Demo model: frame_mn06 trained from random initialisation on synthetic 10 s soundscapes "
+            f"of {model.num_classes} classes made from Debian-packaged sounds. Not an AudioSet model.",
+            "classes": model.labels,
+            "data": {k: data_summary.get(k) for k in ("sources", "duration_s", "sides")},
+            "evaluation": evaluation,
+            "train_seconds": train_seconds,
+            "fp16_max_abs_diff": diff,
+            "attribution": "ATTRIBUTION.tsv",
+            "command": command,
+        },
+    )
+    shutil.copyfile(data_dir / "ATTRIBUTION.tsv", out_dir / "ATTRIBUTION.tsv")
+    rows = [r for _, r in read_tsv(data_dir / "ATTRIBUTION.tsv", ("package", "license", "side"))]
+    _write_readme(out_dir / "README.md", model.labels, rows, evaluation, train_seconds, path, command)
+    size = path.stat().st_size / 1e6
+    print(f"wrote {path} ({size:.1f} MB), {out_dir / 'ATTRIBUTION.tsv'}, {out_dir / 'README.md'}")
+    return path
+
+
+def _scores(summary: dict) -> dict:
+    """PSDS1 and event-F1 from a ``ptsed evaluate`` summary (whatever of them it holds)."""
+    out = {}
+    for key, value in summary.items():
+        if isinstance(value, (int, float)) and any(s in key for s in ("psds1", "f1")):
+            out[key] = float(value)
+    for key in ("collar_f1", "psds1"):
+        if isinstance(summary.get(key), dict):
+            for sub, value in summary[key].items():
+                if isinstance(value, (int, float)):
+                    out[f"{key}.{sub}"] = float(value)
+    return out
+
+
+def _write_readme(
+    path: Path,
+    labels: list[str],
+    rows: list[dict],
+    evaluation: dict,
+    train_seconds: float | None,
+    checkpoint: Path,
+    command: str,
+) -> None:
+    from collections import Counter
+
+    packages = Counter((r["package"], r["license"]) for r in rows)
+    lines = [
+        "# ptsed demo model",
+        "",
+        f"`{checkpoint.name}`: frame_mn06 trained from random initialisation on synthetic 10 s soundscapes of "
+        f"{len(labels)} classes, built from Debian-packaged game and desktop sounds (`../shared/soundscapes`) by "
+        "`recipes/demo_data.py`. **It is a demo, not an AudioSet model**: it knows only these classes, and only "
+        "sounds like those in its training data. It shows that ptsed's pipeline runs offline and that its "
+        "training path learns.",
+        "",
+        "Classes (AudioSet-strong names): " + "; ".join(labels) + ".",
+        "",
+        "Scores on the 150 validation soundscapes (recordings of other groups than in training):",
+        "",
+    ]
+    for key, scores in evaluation.items():
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+        lines.append(f"- {key.replace('_', ' ')}: {shown}")
+    if train_seconds:
+        lines.append(f"- data generation and training: {train_seconds / 60:.1f} min on CPU")
+    lines += [
+        "",
+        f"Made by `{command}`; retrain and install with `INSTALL=1 bash recipes/demo_train.sh`.",
+        "",
+        "## Attribution of the training data",
+        "",
+        "The weights are derived from the sound clips listed in `ATTRIBUTION.tsv` (side `train`: training "
+        "soundscapes; side `val`: validation soundscapes, used to pick the checkpoint and the post-processing), "
+        "with their Debian package, source file and licence. Licence texts: `../shared/soundscapes/licenses/` "
+        "(the Debian copyright files of the packages). Packages used:",
+        "",
+        "| package | licence | clips used |",
+        "|---|---|---|",
+    ]
+    for (package, licence), n in sorted(packages.items()):
+        lines.append(f"| {package} | {licence} | {n} |")
+    lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ptsed.models.demo", description="Build the demo model files.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("export", help="write the demo checkpoint, ATTRIBUTION.tsv and README.md")
+    p.add_argument("model", help="model.pt written by ptsed finetune")
+    p.add_argument("data", help="the demo data folder (recipes/demo_data.py output)")
+    p.add_argument("output", help="output folder")
+    p.add_argument("--train-seconds", type=float)
+    p.add_argument("--eval", help="summary.json of ptsed evaluate (model scores)")
+    p.add_argument("--eval-tuned", help="summary.json of ptsed evaluate (detections, tuned post-processing)")
+    args = parser.parse_args(argv)
+    export_demo(
+        args.model,
+        args.data,
+        args.output,
+        train_seconds=args.train_seconds,
+        eval_summary=args.eval,
+        eval_tuned_summary=args.eval_tuned,
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
