@@ -19,7 +19,8 @@ downloaded here, and speed does not depend on the values) it prints:
     python benchmarks/inference.py --device cuda --precision bf16 --batch-size 64
     python benchmarks/inference.py --models beats --no-startup --json beats.json
 
-Timings on a shared machine vary with its load; compare rows of one run, not across runs.
+Timings on a shared machine vary with its load; compare rows of one run, not across runs, and use
+``--repeats`` (the fastest of N runs counts) to damp the noise.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    ap.add_argument("--repeats", type=int, default=1, help="timed runs per row; the fastest counts (1)")
     ap.add_argument("--no-baseline", action="store_true", help="skip upstream's procedure")
     ap.add_argument("--no-startup", action="store_true", help="skip the fresh-process runs")
     ap.add_argument("--rss-sizes", default="60,600", help="file lengths (s) of the fresh-process runs (60,600)")
@@ -249,13 +251,13 @@ def main() -> None:
             rows = []
             if not args.no_baseline:
                 baseline_run(base_model, warm, device)
-                wall = baseline_run(base_model, x, device)
+                wall = min(baseline_run(base_model, x, device) for _ in range(args.repeats))
                 rows.append(("upstream procedure (batch 1)", wall, int(np.ceil(seconds / 10))))
             for label, pred in predictors.items():
                 ptsed_run(pred, warm)
                 hop = pred.hop_frames * pred.frame_samples
                 wins = len(window_starts(x.size, pred.window_samples, hop, pred.frame_samples))
-                rows.append((label, ptsed_run(pred, x), wins))
+                rows.append((label, min(ptsed_run(pred, x) for _ in range(args.repeats)), wins))
             for label, wall, wins in rows:
                 gflops = wins * flops / wall / 1e9
                 row = {
