@@ -68,7 +68,8 @@ def window_flops(model, device) -> float:  # noqa: ANN001
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.zeros(1, int(model.window_s * model.sample_rate), device=device)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    # no_grad, not inference_mode: FlopCounterMode cannot read weight-norm parametrizations (BEATs) under it
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     return float(counter.get_total_flops())
 
