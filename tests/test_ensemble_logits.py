@@ -110,3 +110,8 @@ def test_cli_checks_the_pairing_of_models_and_checkpoints(
             "--audio", str(data["train_audio"]), "--output", str(tmp_path / "x.h5")]  # fmt: skip
     assert main(argv) == 2
     assert "one checkpoint per model" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    argv = ["ensemble-logits", "--model", TINY_ARCH, "--checkpoint", str(members[0]), "--audio",
+            str(tmp_path / "empty"), "--output", str(tmp_path / "x.h5")]  # fmt: skip
+    assert main(argv) == 2
+    assert "holds no" in capsys.readouterr().err  # a clear message naming the folder

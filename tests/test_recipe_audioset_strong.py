@@ -75,6 +75,9 @@ def test_temporal_count_weights_by_hand() -> None:
     counts = np.array([[2, 0], [0, 1], [1, 1], [0, 0]])
     w = temporal_count_weights(counts, offset=30)
     np.testing.assert_allclose(w, [2000 / 33, 1000 / 32, 1000 / 33 + 1000 / 32, 0.0])
+    from scipy import sparse
+
+    np.testing.assert_allclose(temporal_count_weights(sparse.csr_matrix(counts), offset=30), w)
 
 
 def test_balanced_sampler_draws_by_weight_without_replacement_and_splits_ranks() -> None:
@@ -143,7 +146,7 @@ def test_items_targets_counts_and_teacher_probabilities(dataset: dict[str, Path]
     pseudo = LogitsFile(tmp_path / "z.h5")
     ds = StrongClips(events, audio, classes, 16000, pseudo=pseudo)
     assert ds.clip_ids == [f"Y{i}" for i in EVAL_IDS[:3]] and ds.missing_pseudo == [f"Y{EVAL_IDS[3]}"]
-    counts = class_frame_counts(ds)
+    counts = class_frame_counts(ds).toarray()
     for i in range(len(ds)):
         item = ds[i]
         assert item["waveform"].shape == (160000,) and item["strong"].shape == (447, 250)

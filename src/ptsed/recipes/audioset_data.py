@@ -171,15 +171,24 @@ class StrongClips(torch.utils.data.Dataset):
         return out
 
 
-def class_frame_counts(dataset: StrongClips) -> np.ndarray:
-    """(N, K) int32: per clip and class, the number of active 40 ms frames of its targets (upstream's
-    ``event_count``), from the labels alone."""
+def class_frame_counts(dataset: StrongClips) -> Any:
+    """(N, K) ``scipy.sparse`` CSR matrix (int32): per clip and class, the number of active 40 ms frames of its
+    targets (upstream's ``event_count``), from the labels alone."""
+    from scipy import sparse
+
     index = {c: k for k, c in enumerate(dataset.classes)}
-    counts = np.zeros((len(dataset), len(index)), dtype=np.int32)
     hop = dataset.strong.hop_s
-    for i, clip in enumerate(dataset.clip_ids):
-        counts[i] = frame_targets(dataset.strong.events[clip], index, dataset.clip_s, hop).sum(axis=1)
-    return counts
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    for clip in dataset.clip_ids:
+        frames = frame_targets(dataset.strong.events[clip], index, dataset.clip_s, hop).sum(axis=1)
+        nz = np.flatnonzero(frames)
+        cols.append(nz)
+        vals.append(frames[nz].astype(np.int32))
+    indptr = np.concatenate([[0], np.cumsum([len(c) for c in cols])]).astype(np.int64)
+    data = np.concatenate(vals) if vals else np.zeros(0, np.int32)
+    indices = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    return sparse.csr_matrix((data, indices, indptr), shape=(len(dataset), len(index)))
 
 
 def balanced_sample_weights(dataset: StrongClips, offset: float, cache: str | Path | None = None) -> np.ndarray:

@@ -329,6 +329,8 @@ def ensemble_logits(
     num_frames = int(round(clip_s / first.frame_hop_s))
     if not isinstance(audio, ForkSafeAudio):
         audio = ForkSafeAudio(audio)
+    if len(audio) == 0:
+        raise ConfigError(f"no audio clips found in {audio.source} (clips are named Y<youtube id>.<ext>)")
     attrs = {
         "models": [_describe(spec, m) for spec, m in zip(models, loaded, strict=True)],
         "labels": first.labels,

@@ -20,6 +20,8 @@ GPUs).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -31,23 +33,25 @@ DEFAULT_WEIGHT_OFFSET = 30.0
 """Upstream's ``sample_weight_offset``: added to every class's frame count before inverting it."""
 
 
-def temporal_count_weights(counts: np.ndarray, offset: float = DEFAULT_WEIGHT_OFFSET) -> np.ndarray:
+def temporal_count_weights(counts: Any, offset: float = DEFAULT_WEIGHT_OFFSET) -> np.ndarray:
     """Upstream's temporal-count balanced sample weights.
 
     Args:
-        counts: (N, K) active frames per clip and class (``targets.sum(-1)`` of each clip's (K, T) targets).
+        counts: (N, K) active frames per clip and class (``targets.sum(-1)`` of each clip's (K, T) targets), a
+            dense array or a ``scipy.sparse`` matrix (AudioSet: 1 M clips x 447 classes, mostly zeros).
         offset: added to each class total before inverting (upstream: 30).
 
     Returns:
         (N,) float64 weights ``sum_k counts[i, k] * 1000 / (offset + sum_i counts[i, k])``.
     """
-    counts = np.asarray(counts, dtype=np.float64)
+    if not hasattr(counts, "tocsr"):
+        counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 2:
         raise ValueError(f"counts must be (clips, classes), got shape {counts.shape}")
-    per_class = counts.sum(axis=0) + float(offset)
+    per_class = np.asarray(counts.sum(axis=0), dtype=np.float64).ravel() + float(offset)
     if np.any(per_class <= 0):
         raise ValueError("offset + class totals must be > 0")
-    return counts @ (1000.0 / per_class)
+    return np.asarray(counts @ (1000.0 / per_class), dtype=np.float64).ravel()
 
 
 class BalancedEpochSampler(EpochSampler):
