@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conformance import LABELS
 from ptsed.cli.main import main
 from ptsed.core.errors import PtsedError
 from ptsed.train import ddp
@@ -57,7 +56,6 @@ def test_weight_sync_check_raises_when_ranks_differ(monkeypatch: pytest.MonkeyPa
 
 
 def test_two_process_ddp_training_and_gathered_evaluation(tmp_path: Path) -> None:
-    os.environ.setdefault("PTSED_LABELS_DIR", str(LABELS))
     data = make_audioset(tmp_path / "data")
     start = tiny_weak_checkpoint(tmp_path / "weak.pt")
     config = recipe_yaml(tmp_path / "run.yaml", data, start, eval_batch_size=1)
