@@ -6,13 +6,13 @@
 - ``released`` layout: a plain state dict with exactly the keys and shapes of upstream's released files
   (``<Model>_strong_1.pt``; with a BiGRU, the teacher layout upstream's ``PredictionsWrapper(seq_model_type=
   "rnn")`` loads), so upstream's code loads what ptsed trains. Keys are written in the released spelling
-  (``model.X`` for fPaSST, ASiT and M2D, ``model.model.X`` for BEATs; not upstream's in-memory wrapper
-  spelling ``model.fpasst.X``, which its loader would rename a second time). Front-end tensors that upstream
-  keeps in its state dict are written from ptsed's front-end, which computes them itself: M2D's
-  ``model.to_spec.*`` (nnAudio mel filterbank and STFT kernels, computed as nnAudio does); ATST-Frame's
-  ``mel_transform`` buffers are left out, as upstream's loader requires. The released layout has no room for
-  builder settings: a model built with non-default sizes loads only with the same sizes given again
-  (``create_model(name, checkpoint_path=..., depth=...)``).
+  (``model.X`` for fPaSST, ASiT and M2D, ``model.model.X`` for BEATs, as the zoo's first-listed key prefixes
+  say; not upstream's in-memory wrapper spelling ``model.fpasst.X``, which its loader would rename twice).
+  Front-end tensors that upstream keeps in its state dict are written from ptsed's front-end, which computes
+  them itself: M2D's ``model.to_spec.*`` (nnAudio mel filterbank and STFT kernels, computed as nnAudio
+  does); ATST-Frame's ``mel_transform`` buffers are left out, as upstream's loader requires. The released
+  layout has no room for builder settings: a model built with non-default sizes loads only with the same
+  sizes given again (``create_model(name, checkpoint_path=..., depth=...)``).
 """
 
 from __future__ import annotations
@@ -26,16 +26,6 @@ from ptsed.core.errors import CheckpointError, ConfigError
 from ptsed.models.sed_model import SEDModel
 
 FORMATS = ("ptsed", "released")
-
-
-def _released_spelling(arch: Any) -> dict[str, str]:
-    """ptsed prefix -> the released prefix to write: of the released spellings that map to one ptsed prefix,
-    the plain one (the shortest; the first listed among equals)."""
-    best: dict[str, str] = {}
-    for old, new in arch.key_prefixes:
-        if new not in best or len(old) < len(best[new]):
-            best[new] = old
-    return best
 
 
 def released_state_dict(model: SEDModel, *, copy: bool = True) -> dict[str, torch.Tensor]:
@@ -55,15 +45,7 @@ def released_state_dict(model: SEDModel, *, copy: bool = True) -> dict[str, torc
         )
     arch = get_arch(model.arch)
     own = model.state_dict()
-    written = ptsed_to_released(arch, own)
-    spelling = _released_spelling(arch)
-    out: dict[str, torch.Tensor] = {}
-    for key, value in written.items():
-        for old, new in arch.key_prefixes:
-            if key.startswith(old) and old != spelling[new]:
-                key = spelling[new] + key[len(old) :]
-                break
-        out[key] = value.detach().cpu().clone() if copy else value
+    out = {k: v.detach().cpu().clone() if copy else v for k, v in ptsed_to_released(arch, own).items()}
     back = released_to_ptsed(arch, out)
     lost = sorted(k for k in own if k not in back and not k.startswith("frontend."))
     if lost:
