@@ -181,8 +181,7 @@ def main() -> None:
     args = ap.parse_args()
 
     t_script = time.perf_counter()
-    home = Path(tempfile.mkdtemp(prefix="ptsed_bench_"))
-    os.environ["PTSED_HOME"] = str(home)
+    home = Path(os.environ["PTSED_HOME"])  # a temporary cache, set up in __main__
     shared_labels = REPO.parent / "shared" / "labels"
     if "PTSED_LABELS_DIR" not in os.environ and shared_labels.is_dir():
         os.environ["PTSED_LABELS_DIR"] = str(shared_labels)
@@ -303,4 +302,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import atexit
+    import shutil
+
+    _home = Path(tempfile.mkdtemp(prefix="ptsed_bench_"))
+    os.environ["PTSED_HOME"] = str(_home)
+    atexit.register(shutil.rmtree, _home, ignore_errors=True)  # synthetic checkpoints and test files
     main()
