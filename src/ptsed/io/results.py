@@ -69,8 +69,10 @@ def valid_frames(fs: FrameScores) -> int:
     return int(positive[-1]) + 1 if positive.size else 0
 
 
-def scores_tsv_text(fs: FrameScores, float_format: str = "%.7g") -> str:
-    """sed_scores_eval score table text: ``onset offset <label>...``, one row per frame of non-zero length."""
+def scores_tsv_text(fs: FrameScores, float_format: str = "%.9g") -> str:
+    """sed_scores_eval score table text: ``onset offset <label>...``, one row per frame of non-zero length.
+
+    Nine significant digits round-trip float32 exactly, so saved scores evaluate as the model's own."""
     n = valid_frames(fs)
     buf = io.StringIO()
     buf.write("\t".join(["onset", "offset", *fs.labels]) + "\n")
