@@ -34,9 +34,7 @@ def require_shared(path: Path = CONFORMANCE) -> Path:
     return path
 
 
-def synthetic_value(
-    key: str, shape: list[int] | tuple[int, ...], dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
+def synthetic_value(key: str, shape: list[int] | tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The deterministic weights rule of the parity spec."""
     leaf = key.rsplit(".", 1)[-1]
     shape = tuple(shape)

@@ -23,9 +23,7 @@ pytestmark = pytest.mark.parity
 IMPLEMENTED = [a.name for a in ARCHS.values() if a.implemented]
 
 
-def _deviation(
-    arch: str, what: str, ours: torch.Tensor, ref: np.ndarray, tol_key: str, failures: list[str]
-) -> None:
+def _deviation(arch: str, what: str, ours: torch.Tensor, ref: np.ndarray, tol_key: str, failures: list[str]) -> None:
     ours_np = ours.detach().float().numpy()
     if ours_np.shape != ref.shape:
         failures.append(f"{what}: shape {ours_np.shape} vs reference {ref.shape}")

@@ -48,9 +48,7 @@ class BiGRU(nn.Module):
 
     def __init__(self, n_in: int, hidden: int, num_layers: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
-        self.rnn = nn.GRU(
-            n_in, hidden, num_layers=num_layers, dropout=dropout, batch_first=True, bidirectional=True
-        )
+        self.rnn = nn.GRU(n_in, hidden, num_layers=num_layers, dropout=dropout, batch_first=True, bidirectional=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.rnn(x)[0]
@@ -82,9 +80,7 @@ class SEDHead(nn.Module):
         self.config = config = config or HeadConfig()
         self.embed_dim = embed_dim
         if config.rnn_dim is not None:
-            self.seq_model: nn.Module = BiGRU(
-                embed_dim, config.rnn_dim, config.rnn_layers, config.rnn_dropout
-            )
+            self.seq_model: nn.Module = BiGRU(embed_dim, config.rnn_dim, config.rnn_layers, config.rnn_dropout)
             num_features = 2 * config.rnn_dim
         else:
             self.seq_model = nn.Identity()

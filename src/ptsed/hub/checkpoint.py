@@ -115,9 +115,7 @@ def detect_head_config(state_dict: Mapping[str, torch.Tensor], base: HeadConfig)
     cfg = base
     if "head.strong_head.bias" in state_dict:
         n_strong = int(state_dict["head.strong_head.bias"].shape[0])
-        n_weak = (
-            int(state_dict["head.weak_head.bias"].shape[0]) if "head.weak_head.bias" in state_dict else None
-        )
+        n_weak = int(state_dict["head.weak_head.bias"].shape[0]) if "head.weak_head.bias" in state_dict else None
         cfg = replace(cfg, n_strong=n_strong, n_weak=None if n_weak == n_strong else n_weak)
     else:
         cfg = replace(cfg, n_strong=0, n_weak=None)
