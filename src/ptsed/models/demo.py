@@ -54,20 +54,21 @@ def export_demo(
     train_seconds: float | None = None,
     eval_summary: str | Path | None = None,
     eval_tuned_summary: str | Path | None = None,
+    eval_untrained_summary: str | Path | None = None,
     command: str = "bash recipes/demo_train.sh",
 ) -> Path:
     """Write the demo files from a fine-tuned checkpoint and the demo data folder.
 
-    The weights are stored in fp16 (half the size); the largest change of a frame probability this causes on
-    the validation soundscapes is printed and stored in the checkpoint (``demo["fp16_max_abs_diff"]``).
+    The backbone and head weights are stored in fp16 (half the size); the largest change of a frame probability
+    this causes on a few validation soundscapes is printed.
 
     Args:
         model_path: ``model.pt`` written by ``ptsed finetune``.
         data_dir: the output of ``recipes/demo_data.py`` (``ATTRIBUTION.tsv``, ``summary.json``, ``val/``).
         out_dir: where the checkpoint, ``ATTRIBUTION.tsv`` and ``README.md`` go.
         train_seconds: wall time of data generation and training.
-        eval_summary, eval_tuned_summary: ``summary.json`` of ``ptsed evaluate`` (model scores with a fixed
-            threshold; detections with the tuned post-processing).
+        eval_summary, eval_tuned_summary, eval_untrained_summary: ``summary.json`` of ``ptsed evaluate`` (model
+            scores with a fixed threshold; detections with the tuned post-processing; the model before training).
         command: the command that made it (for the README).
 
     Returns:
@@ -88,21 +89,18 @@ def export_demo(
     extra = dict(model.checkpoint_extra)
     data_summary = json.loads((data_dir / "summary.json").read_text(encoding="utf-8"))
     evaluation = {}
-    for key, path in (("fixed_threshold", eval_summary), ("tuned_postprocess", eval_tuned_summary)):
+    summaries = (
+        ("fixed_threshold", eval_summary),
+        ("tuned_postprocess", eval_tuned_summary),
+        ("untrained", eval_untrained_summary),
+    )
+    for key, path in summaries:
         if path is not None and Path(path).is_file():
             evaluation[key] = _scores(json.loads(Path(path).read_text(encoding="utf-8")))
 
-    # fp16 weights; measure what it changes on a few validation soundscapes
-    val_audio = sorted((data_dir / "val" / "audio").glob("*.wav"))[:8]
-    waves = torch.stack([torch.from_numpy(load_audio(p, model.sample_rate)[0]) for p in val_audio])
-    with torch.no_grad():
-        ref = torch.sigmoid(model(waves).strong_logits)
-        half = create_model("demo", checkpoint_path=model_path).half().float().eval()
-        diff = float((torch.sigmoid(half(waves).strong_logits) - ref).abs().max())
-    print(f"fp16 weights change frame probabilities by at most {diff:.2e} on {len(val_audio)} validation clips")
-
     model.name = DEMO_NAME
-    model.half()
+    model.backbone.half()  # fp16 weights; front-end buffers (mel filters, windows) stay exact
+    model.head.half()
     path = save_checkpoint(
         model,
         out_dir / DEMO_FILENAME,
@@ -115,11 +113,18 @@ def export_demo(
             "data": {k: data_summary.get(k) for k in ("sources", "duration_s", "sides")},
             "evaluation": evaluation,
             "train_seconds": train_seconds,
-            "fp16_max_abs_diff": diff,
             "attribution": "ATTRIBUTION.tsv",
             "command": command,
         },
     )
+    # what fp16 storage changes: the shipped file against the fp32 model, on a few validation soundscapes
+    val_audio = sorted((data_dir / "val" / "audio").glob("*.wav"))[:8]
+    waves = torch.stack([torch.from_numpy(load_audio(p, model.sample_rate)[0]) for p in val_audio])
+    with torch.no_grad():
+        ref = torch.sigmoid(create_model("demo", checkpoint_path=model_path)(waves).strong_logits)
+        shipped = torch.sigmoid(create_model("demo", checkpoint_path=path)(waves).strong_logits)
+    diff = float((shipped - ref).abs().max())
+    print(f"fp16 weights change frame probabilities by at most {diff:.2e} on {len(val_audio)} validation clips")
     shutil.copyfile(data_dir / "ATTRIBUTION.tsv", out_dir / "ATTRIBUTION.tsv")
     rows = [r for _, r in read_tsv(data_dir / "ATTRIBUTION.tsv", ("package", "license", "side"))]
     _write_readme(out_dir / "README.md", model.labels, rows, evaluation, train_seconds, path, command)
@@ -129,17 +134,29 @@ def export_demo(
 
 
 def _scores(summary: dict) -> dict:
-    """PSDS1 and event-F1 from a ``ptsed evaluate`` summary (whatever of them it holds)."""
-    out = {}
-    for key, value in summary.items():
-        if isinstance(value, (int, float)) and any(s in key for s in ("psds1", "f1")):
-            out[key] = float(value)
-    for key in ("collar_f1", "psds1"):
-        if isinstance(summary.get(key), dict):
-            for sub, value in summary[key].items():
-                if isinstance(value, (int, float)):
-                    out[f"{key}.{sub}"] = float(value)
+    """PSDS1 and event-F1 figures of a ``ptsed evaluate`` summary, flattened (``collar_f1@0.5.macro``)."""
+    out: dict[str, float] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k.startswith(("precision", "recall")):
+                    continue
+                walk(f"{prefix}@{k}" if prefix == "collar_f1" else f"{prefix}.{k}", v)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and "precision" not in prefix:
+            out[prefix] = float(value)
+
+    for key in ("psds1", "psds1_macro", "collar_f1"):
+        if key in summary:
+            walk(key, summary[key])
     return out
+
+
+def _pretty(metric: str, kind: str) -> str:
+    """``collar_f1@0.5.macro`` -> ``event-F1 (macro)``; ``psds1_macro`` -> ``PSDS1 (mean over classes)``."""
+    if metric.startswith("collar_f1"):
+        return f"event-F1 ({metric.rsplit('.', 1)[-1]})"
+    return {"psds1": "PSDS1", "psds1_macro": "PSDS1 (mean over classes)"}.get(metric, metric)
 
 
 def _write_readme(
@@ -168,9 +185,15 @@ def _write_readme(
         "Scores on the 150 validation soundscapes (recordings of other groups than in training):",
         "",
     ]
+    titles = {
+        "fixed_threshold": "frame scores, median filter 0.28 s, threshold 0.5",
+        "tuned_postprocess": "detections with the checkpoint's per-class thresholds and median filters "
+        "(chosen on this split, so optimistic)",
+        "untrained": "the same model before training (random initialisation), as the first line",
+    }
     for key, scores in evaluation.items():
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-        lines.append(f"- {key.replace('_', ' ')}: {shown}")
+        shown = ", ".join(f"{_pretty(k, key)} {v:.3f}" for k, v in scores.items())
+        lines.append(f"- {titles.get(key, key)}: {shown}")
     if train_seconds:
         lines.append(f"- data generation and training: {train_seconds / 60:.1f} min on CPU")
     lines += [
@@ -203,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-seconds", type=float)
     p.add_argument("--eval", help="summary.json of ptsed evaluate (model scores)")
     p.add_argument("--eval-tuned", help="summary.json of ptsed evaluate (detections, tuned post-processing)")
+    p.add_argument("--eval-untrained", help="summary.json of ptsed evaluate (the model before training)")
     args = parser.parse_args(argv)
     export_demo(
         args.model,
@@ -211,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         train_seconds=args.train_seconds,
         eval_summary=args.eval,
         eval_tuned_summary=args.eval_tuned,
+        eval_untrained_summary=args.eval_untrained,
     )
     return 0
 

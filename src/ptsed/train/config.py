@@ -119,7 +119,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pretrained": False,
         "bn_recalibrate": 40,
         "optim": {"lr": 1e-3, "weight_decay": 1e-2, "warmup_steps": 100},
-        "augment": {"wavmix_p": 0.3, "mixup_p": 0.2, "mixstyle_p": 0.2, "filter_augment_p": 0.3, "freq_warp_p": 0.3},
+        "augment": {"wavmix_p": 0.5, "mixup_p": 0.3, "mixstyle_p": 0.3, "filter_augment_p": 0.5, "freq_warp_p": 0.5},
     },
 }
 """Named starting points (applied on top of the defaults):
@@ -129,8 +129,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 - ``drop-top``: ``full`` with the top 2 backbone blocks unused (change with ``--drop-top-layers``).
 - ``desed``: ``full`` with a strong + weak head (attention pooling) and the weak loss (weight 0.5).
 - ``scratch``: random initialisation, higher learning rate, AudioSet-strong style augmentation at lower
-  probabilities (short runs from scratch learn faster with less of it), BatchNorm statistics re-estimated on
-  40 batches of training data before export.
+  probabilities, BatchNorm statistics re-estimated on 40 batches of training data before export.
 """
 
 

@@ -5,8 +5,9 @@ feature augmentations (frame shift, mixup, MixStyle, time mask, FilterAugment, f
 head -> loss (masked strong BCE, optional weak BCE, optional soft-target distillation).
 
 Validation (every ``check_val_every_n_epoch`` epochs): window predictions are stitched per file and scored
-with PSDS1 and the macro event-F1 (logged as ``val/psds1``, ``val/event_f1``, ``val/loss``; ``val/selection`` is
-PSDS1 with ties broken by the loss, the criterion of the best checkpoint).
+with PSDS1 and the macro event-F1 (logged as ``val/psds1``, ``val/psds1_macro``, ``val/event_f1``, ``val/loss``;
+``val/selection``, the criterion of the best checkpoint, is the mean single-class PSDS1 with ties broken by the
+loss).
 
 Exact resumption: the augmentation generator and the global RNG states (torch, CUDA, numpy, ``random``) are
 saved in every checkpoint and restored at the first training batch after a resume; with
@@ -208,8 +209,9 @@ class SEDTrainModule(L.LightningModule):
             self.last_val_scores = scores
             metrics = evaluate(scores, self.reference, median_filter_s=self.val_median_filter_s)
             logs.update({f"val/{k}": v for k, v in metrics.items()})
-            # model selection: PSDS1, ties (e.g. 0 early on) broken by the lower validation loss
-            logs["val/selection"] = metrics["psds1"] - 1e-6 * logs["val/loss"]
+            # model selection: mean single-class PSDS1 (PSDS1 itself stays 0 while any class is poor), ties
+            # broken by the lower validation loss
+            logs["val/selection"] = metrics["psds1_macro"] - 1e-6 * logs["val/loss"]
         self.log_dict(logs, prog_bar=True)
         self._stitcher.clear()
 

@@ -151,14 +151,16 @@ def evaluate(
     median_filter_s: float | Mapping[str, float] | None = None,
     threshold: float | Mapping[str, float] = 0.5,
 ) -> dict[str, float]:
-    """PSDS1 and macro event-F1 (collar 200 ms / 20 %) of per-file scores against ``reference``.
+    """PSDS1, its class-wise mean and macro event-F1 (collar 200 ms / 20 %) of per-file scores.
 
     Metrics come from :mod:`ptsed.evaluation.metrics` (per-class thresholds through sed_scores_eval). Files
     without strong labels in ``reference`` are ignored; classes without events in the reference are left out
     of the averages (they have no defined F1 or PSD-ROC).
 
     Returns:
-        ``{"psds1", "event_f1", "event_f1_micro"}``.
+        ``{"psds1", "psds1_macro", "event_f1", "event_f1_micro"}``: ``psds1`` is sed_scores_eval's value (with
+        ``alpha_st = 1`` the spread between classes is subtracted, so it is 0 while some classes are still
+        poor), ``psds1_macro`` the mean single-class PSDS1 (upstream's ``psds1_macro_averaged``).
     """
     from ptsed.evaluation.metrics import PSDS1, collar_f1, psds
     from ptsed.evaluation.scores import ScoreStore
@@ -169,12 +171,13 @@ def evaluate(
     gt = {n: reference.events[n] for n in names}
     present = sorted({e[2] for evs in gt.values() for e in evs})
     if not present:
-        return {"psds1": 0.0, "event_f1": 0.0, "event_f1_micro": 0.0}
+        return {"psds1": 0.0, "psds1_macro": 0.0, "event_f1": 0.0, "event_f1_micro": 0.0}
     store = ScoreStore(present)
     for n, fs in _filtered({n: scores[n] for n in names}, median_filter_s).items():
         store.add(n, fs.scores, fs.timestamps, fs.labels)
     store.finalize()
-    out = {"psds1": float(psds(store, gt, {n: reference.durations[n] for n in names}, PSDS1).value)}
+    result = psds(store, gt, {n: reference.durations[n] for n in names}, PSDS1)
+    out = {"psds1": float(result.value), "psds1_macro": float(result.macro)}
     if isinstance(threshold, Mapping):
         frames = store.dataframes(range(len(present)))
         f1 = _event_f1(frames, gt, {c: float(threshold.get(c, 0.5)) for c in present})
