@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from ptsed.train.augment import AugmentConfig
 from ptsed.train.data import EpochSampler, ResumableLoader
+from ptsed.train.losses import LossConfig
 from ptsed.train.module import SEDTrainModule
 from ptsed.train.optim import OptimConfig
 from ptsed.train.validation import reference_from_dataset
@@ -143,3 +144,36 @@ def test_models_from_create_model_train_in_train_mode():
             warnings.simplefilter("ignore")
             trainer.fit(module, ResumableLoader(TinyDataset(8), 4), vl)  # validation between epochs
         assert seen and all(s == (not frozen, True, False) for s in seen), seen
+
+
+class _WithTeacher(torch.utils.data.Dataset):
+    """TinyDataset items plus ``pseudo_strong`` teacher probabilities (here: blurred labels)."""
+
+    def __init__(self, base: TinyDataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.base[i])
+        item["pseudo_strong"] = 0.2 + 0.6 * item["strong"]
+        return item
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_distillation_and_mixed_precision_steps(precision: str):
+    module = SEDTrainModule(
+        tiny_model(),
+        OptimConfig(lr=1e-2, warmup_steps=0),
+        LossConfig(distillation_loss_weight=0.5, weak_loss_weight=0.5),
+        AugmentConfig(mixup_p=1.0, wavmix_p=1.0),
+    )
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    trainer = _trainer(max_steps=3, precision=precision, limit_val_batches=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, ResumableLoader(_WithTeacher(TinyDataset(8, no_strong_every=3)), 4))
+    logged = trainer.callback_metrics
+    assert torch.isfinite(logged["train/loss"]) and float(logged["train/distillation_loss"]) > 0
+    assert any(not torch.equal(before[k], v) for k, v in module.model.state_dict().items())
