@@ -203,7 +203,16 @@ class Stitcher:
             self._acc = self._cnt = None
         if not self._chunks:
             raise ValueError("no window was added")
-        out = np.concatenate(self._chunks)[:total_frames]
+        # copy the chunks into one array, releasing each as it is copied (peak: one array, not two)
+        chunks, self._chunks = self._chunks, []
+        out = np.empty((sum(len(c) for c in chunks), chunks[0].shape[1]), np.float32)
+        chunks.reverse()
+        pos = 0
+        while chunks:
+            chunk = chunks.pop()
+            out[pos : pos + len(chunk)] = chunk
+            pos += len(chunk)
+        out = out[:total_frames]
         if out.shape[0] < total_frames:
             raise ValueError(f"the windows cover {out.shape[0]} frames, {total_frames} were asked for")
         self._chunks = [out]
