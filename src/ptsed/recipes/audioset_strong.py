@@ -685,18 +685,13 @@ def train(
 
     from ptsed.data.audioset import read_durations
     from ptsed.train.ddp import WeightSyncCheck
-    from ptsed.train.finetune import _loggers
+    from ptsed.train.finetune import _loggers, start_run
 
     validate(config)
     output = Path(output)
-    last = output / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise ConfigError(f"cannot resume: {last} does not exist")
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
     if config.loss.distillation_loss_weight > 0 and not config.data.pseudo_labels and not evaluate_only:
         raise ConfigError("loss.distillation_loss_weight > 0 needs teacher logits: set data.pseudo_labels")
-    L.seed_everything(config.seed, workers=True, verbose=False)
+    last = start_run(output, resume=resume, threads=config.threads, seed=config.seed)
 
     model = build_model(config)
     data = AudioSetStrongData(config, model, output)

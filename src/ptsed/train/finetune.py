@@ -125,6 +125,22 @@ def _loggers(output: Path, config: FinetuneConfig) -> list[Any]:
     return loggers
 
 
+def start_run(output: Path, *, resume: bool, threads: int, seed: int) -> Path:
+    """Common start of a training run: check the resume checkpoint, set torch's threads, seed everything.
+
+    Returns the path of the run's ``checkpoints/last.ckpt`` (which exists when ``resume`` is true).
+    """
+    import lightning as L
+
+    last = output / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise ConfigError(f"cannot resume: {last} does not exist")
+    if threads > 0:
+        torch.set_num_threads(threads)
+    L.seed_everything(seed, workers=True, verbose=False)
+    return last
+
+
 def finetune(
     config: FinetuneConfig,
     output: str | Path,
@@ -158,12 +174,7 @@ def finetune(
     if config.train is None:
         raise ConfigError("no training data: give --train (a DCASE folder, a HEAR task folder or a DESED root)")
     output = Path(output)
-    last = output / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise ConfigError(f"cannot resume: {last} does not exist")
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    L.seed_everything(config.seed, workers=True, verbose=False)
+    last = start_run(output, resume=resume, threads=config.threads, seed=config.seed)
 
     start_model = load_start_model(config)
     sample_rate = start_model.sample_rate
