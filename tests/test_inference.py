@@ -233,3 +233,15 @@ def test_options_are_checked() -> None:
     assert p.hop_s == pytest.approx(8.0)
     assert resolve_model_name("BEATs") == "beats" and resolve_model_name("ATST-F.as_weak") == "atst_frame.as_weak"
     assert resolve_model_name("frame_mn06") == "frame_mn06"
+
+
+def test_filtered_scores_are_computed_on_demand_and_match_the_events() -> None:
+    """Results carry no filtered copy until one is read; it and the events equal the whole-array chain."""
+    pp = {"threshold": 0.45, "median_filter_s": 0.2, "top_k": 2}
+    result = Predictor(tiny_model(context=3), device="cpu", postprocess=pp).predict(_signal(23.0), 16_000)
+    assert result._filtered is None
+    filtered = result.postprocessor.filter(result.scores[0])
+    assert result.events, "the test signal should give events"
+    assert result.events == result.postprocessor.decode(filtered, filename=result.name)
+    np.testing.assert_array_equal(result.filtered[0].scores, filtered.scores)
+    assert result._filtered is not None

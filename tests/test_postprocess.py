@@ -143,3 +143,36 @@ def test_read_class_values(tmp_path: Path) -> None:
     pp = PostProcessor(threshold=str(tmp_path / "t.tsv"), median_filter_s=None)
     with pytest.raises(ConfigError, match="unknown class"):
         pp(_fs(np.zeros((3, 2))))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"sort": "class"},
+        {"median_filter_s": None, "threshold": 0.6},
+        {"median_filter_s": [0.2, 0.36, 0.0, 0.6, 0.12, 0.36], "threshold": [0.3, 0.4, 0.5, 0.6, 0.7, 0.45]},
+        {"top_k": 2, "median_filter_s": [0.2, 0.36, 0.0, 0.6, 0.12, 0.36]},
+        {"top_k": 1, "include": ["c1", "c3", "c4"], "min_duration_s": 0.2, "merge_gap_s": 0.12},
+        {"exclude": ["c0"], "merge_gap_s": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "min_duration_s": 0.08},
+    ],
+)
+@pytest.mark.parametrize("block_values", [1, 7, 500, 10_000])
+def test_blockwise_events_equal_whole_file_decoding(options: dict, block_values: int) -> None:
+    """`events` filters and decodes a few classes (or, for top-k, frames) at a time; the events must be
+    exactly those of filtering and decoding the whole array."""
+    rng = np.random.default_rng(3)
+    t, k = 400, 6
+    # smooth-ish random scores, with ties (saturated 1.0 and 0.5 plateaus) to test the top-k mask
+    s = np.clip(np.cumsum(rng.normal(0, 0.15, (t, k)), axis=0) % 1.3, 0, 1).astype(np.float32)
+    s[100:130, :3] = 1.0
+    s[200:220, 2:5] = 0.5
+    labels = [f"c{i}" for i in range(k)]
+    pp = PostProcessor(**options)
+    fs = FrameScores(s, frame_times(t + 1, 0.04), labels, source="x.wav")
+    whole = pp.decode(pp.filter(fs))
+    assert len(whole) > 10
+    blockwise = pp.events(fs, block_values=block_values)
+    assert [(e.onset, e.offset, e.label, e.score) for e in blockwise] == [
+        (e.onset, e.offset, e.label, e.score) for e in whole
+    ]

@@ -37,9 +37,9 @@ def _result(name: str = "site1/rec.wav", frames: int = 30, duration: float = 1.1
         Event(0.04, 0.36, "Accelerating, revving, vroom", name, 0.91),
         Event(0.12, 1.17, "Dog", name, 0.55),
     ]
-    return FileResult(
-        source=f"/data/{name}", name=name, duration_s=duration, scores=[fs], filtered=[filtered], events=events
-    )
+    result = FileResult(source=f"/data/{name}", name=name, duration_s=duration, scores=[fs], events=events)
+    result.filtered = [filtered]
+    return result
 
 
 def _write(fmt: str, out: Path, results: list[FileResult], **kw: object) -> None:

@@ -446,7 +446,13 @@ class Predictor:
             return y.cpu().numpy()
 
     def _finalize(self, job: _Job, task: str, layer: int | None) -> FileResult:
-        result = FileResult(source=job.source, name=job.name, sample_rate=job.sample_rate, channels=job.channels)
+        result = FileResult(
+            source=job.source,
+            name=job.name,
+            sample_rate=job.sample_rate,
+            channels=job.channels,
+            postprocessor=self.postprocess,
+        )
         result.elapsed_s = time.perf_counter() - job.started
         if job.error is not None:
             result.error = job.error
@@ -472,10 +478,8 @@ class Predictor:
                 channel=channel,
                 meta={"hop_s": self.frame_hop_s, "duration_s": duration, "valid_frames": valid},
             )
-            filtered, events = self.postprocess(fs, filename=job.name)
             result.scores.append(fs)
-            result.filtered.append(filtered)
-            result.events.extend(events)
+            result.events.extend(self.postprocess.events(fs, filename=job.name))
         if task != "embed" and len(job.stitchers) > 1 and self.postprocess.sort == "onset":
             index = {lab: i for i, lab in enumerate(self.labels)}
             result.events.sort(key=lambda e: (e.onset, index[e.label], e.channel or 0))

@@ -71,14 +71,12 @@ class ScoreReplay:
                 meta = _meta(Path(src.path))
                 name = meta.get("name") or src.name
                 streams = read_frame_scores(src.path)
-                result = FileResult(source=meta.get("source", str(src.path)), name=name)
+                result = FileResult(source=meta.get("source", str(src.path)), name=name, postprocessor=self.postprocess)
                 result.duration_s = meta.get("duration_s") or float(streams[0].timestamps[-1])
                 for fs in streams:
                     fs.source = name
-                    filtered, events = self.postprocess(fs, filename=name)
                     result.scores.append(fs)
-                    result.filtered.append(filtered)
-                    result.events.extend(events)
+                    result.events.extend(self.postprocess.events(fs, filename=name))
             except Exception as err:
                 result = FileResult(source=str(src.path), name=src.name, error=f"{src.path}: {err}")
             if progress is not None and result.duration_s:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,8 @@ class FileResult:
         channels: the file's channel count.
         scores: raw frame probabilities, one :class:`FrameScores` per processed stream (the mono mix, or
             each channel).
-        filtered: the post-processed (median-filtered) scores, same layout.
+        filtered: the post-processed (median-filtered) scores, same layout; computed from ``scores`` by
+            ``postprocessor`` when first read (long files need no filtered copy unless it is asked for).
         events: detected events of all streams.
         embeddings: one :class:`Embeddings` per stream (``ptsed embed``), else empty.
         error: why the file failed (then everything else is empty).
@@ -61,12 +63,26 @@ class FileResult:
     sample_rate: int | None = None
     channels: int | None = None
     scores: list[FrameScores] = field(default_factory=list)
-    filtered: list[FrameScores] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     embeddings: list[Embeddings] = field(default_factory=list)
     error: str | None = None
     elapsed_s: float = 0.0
+    postprocessor: Any = field(default=None, repr=False, compare=False)
+    """The :class:`ptsed.postprocess.pipeline.PostProcessor` that made ``events`` (filters ``scores``)."""
+    _filtered: list[FrameScores] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def filtered(self) -> list[FrameScores]:
+        """Median-filtered scores, one per stream (computed on first use, then kept)."""
+        if self._filtered is None:
+            pp = self.postprocessor
+            self._filtered = [pp.filter(fs) for fs in self.scores] if pp is not None else []
+        return self._filtered
+
+    @filtered.setter
+    def filtered(self, value: list[FrameScores]) -> None:
+        self._filtered = list(value)

@@ -28,7 +28,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,12 +52,13 @@ def _fmt(t: float) -> str:
     return repr(float(t))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file through a temporary file, so a crash never leaves half a file."""
+def atomic_write_text(path: Path, text: str | Iterable[str]) -> None:
+    """Write a text file (a string, or pieces written one after another) through a temporary file, so a
+    crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
+        fh.writelines([text] if isinstance(text, str) else text)
     os.replace(tmp, path)
 
 
@@ -69,20 +70,26 @@ def valid_frames(fs: FrameScores) -> int:
     return int(positive[-1]) + 1 if positive.size else 0
 
 
-def scores_tsv_text(fs: FrameScores, float_format: str = "%.9g") -> str:
-    """sed_scores_eval score table text: ``onset offset <label>...``, one row per frame of non-zero length.
+def scores_tsv_pieces(fs: FrameScores, float_format: str = "%.9g", rows_per_piece: int = 500) -> Iterator[str]:
+    """sed_scores_eval score table text: ``onset offset <label>...``, one row per frame of non-zero length,
+    in pieces of ``rows_per_piece`` rows (a 3-hour file's table is about 1 GB of text; it is never held whole).
 
     Nine significant digits round-trip float32 exactly, so saved scores evaluate as the model's own."""
     n = valid_frames(fs)
-    buf = io.StringIO()
-    buf.write("\t".join(["onset", "offset", *fs.labels]) + "\n")
+    yield "\t".join(["onset", "offset", *fs.labels]) + "\n"
     ts = fs.timestamps
-    rows = fs.scores[:n]
-    for i in range(n):
-        buf.write(f"{_fmt(ts[i])}\t{_fmt(ts[i + 1])}\t")
-        buf.write("\t".join(float_format % v for v in rows[i].tolist()))
-        buf.write("\n")
-    return buf.getvalue()
+    for a in range(0, n, rows_per_piece):
+        buf = io.StringIO()
+        for i, row in enumerate(fs.scores[a : min(n, a + rows_per_piece)].tolist(), a):
+            buf.write(f"{_fmt(ts[i])}\t{_fmt(ts[i + 1])}\t")
+            buf.write("\t".join(float_format % v for v in row))
+            buf.write("\n")
+        yield buf.getvalue()
+
+
+def scores_tsv_text(fs: FrameScores, float_format: str = "%.9g") -> str:
+    """The whole sed_scores_eval score table of ``fs`` as one string (see :func:`scores_tsv_pieces`)."""
+    return "".join(scores_tsv_pieces(fs, float_format))
 
 
 def event_dict(e: Event, with_channel: bool) -> dict[str, Any]:
@@ -338,7 +345,7 @@ class _ScoresTsv(ResultWriter):
             return
         streams = getattr(result, self.attr)
         for path, fs in zip(self._paths(result.name, len(streams)), streams, strict=True):
-            atomic_write_text(path, scores_tsv_text(fs))
+            atomic_write_text(path, scores_tsv_pieces(fs))
 
 
 class ScoresWriter(_ScoresTsv):

@@ -115,6 +115,7 @@ def decode_events(
     merge_gap_s: float | np.ndarray = 0.0,
     classes: Sequence[int] | np.ndarray | None = None,
     top_k: int | None = None,
+    allowed: np.ndarray | None = None,
 ) -> list[Event]:
     """Threshold frame scores and return events, in upstream's order (class index, then onset).
 
@@ -129,6 +130,7 @@ def decode_events(
         merge_gap_s: regions of one class separated by at most this (seconds; one or K values) are joined.
         classes: indices of the classes to decode (``None``: all).
         top_k: at each frame only the ``top_k`` highest-scoring classes can be active.
+        allowed: (T, K) bool, frames that may be active (e.g. a top-k mask computed over more classes).
 
     Returns:
         Events with ``score`` = the highest frame score inside the event.
@@ -145,6 +147,8 @@ def decode_events(
         top = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
         np.put_along_axis(keep, top, True, axis=1)
         active &= keep
+    if allowed is not None:
+        active &= allowed
     if classes is not None:
         mask = np.zeros(k, dtype=bool)
         mask[np.asarray(classes, dtype=np.int64)] = True

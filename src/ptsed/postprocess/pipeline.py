@@ -25,6 +25,10 @@ DEFAULT_MEDIAN_FILTER_S = 0.36
 
 PerClass = float | Sequence[float] | Mapping[str, float]
 
+BLOCK_VALUES = 4_000_000
+"""Scores (frames x classes) filtered at a time by :meth:`PostProcessor.events`: 16 MB of float32, so a
+10 s clip is one block and a 3-hour file is filtered a few classes at a time."""
+
 
 def read_class_values(path: str | Path, what: str = "value") -> dict[str, float]:
     """Per-class values from a file: JSON ``{"label": value}``, or a table with a label and a value per line.
@@ -182,13 +186,73 @@ class PostProcessor:
             classes=r["classes"],
             top_k=self.top_k,
         )
+        return self._sorted(events, filtered.labels)
+
+    def events(
+        self, frame_scores: FrameScores, filename: str | None = None, block_values: int = BLOCK_VALUES
+    ) -> list[Event]:
+        """Events of raw frame scores; the same events as ``decode(filter(frame_scores))``.
+
+        The scores are filtered and decoded a block of classes at a time (about ``block_values`` scores per
+        block), so memory beyond ``frame_scores`` stays small for files of any length: a 3-hour file's
+        (270000, 447) scores need no filtered copy. With ``top_k``, the per-frame top-k mask (T, K bool) is
+        computed first, in blocks of frames filtered with enough context to equal the whole-file filter.
+        """
+        labels = frame_scores.labels
+        r = self._resolved(labels)
+        scores = frame_scores.scores
+        t, k = scores.shape
+        hop = _hop_of(frame_scores)
+        lengths = r["median"]
+        classes = np.arange(k) if r["classes"] is None else r["classes"]
+        allowed = None
+        if self.top_k is not None and self.top_k < k:
+            allowed = self._top_k_mask(scores, lengths, hop, block_values)
+        step = max(1, block_values // max(t, 1))
+        out: list[Event] = []
+        for i in range(0, len(classes), step):
+            cols = classes[i : i + step]
+            block = scores[:, cols]
+            if lengths is not None:
+                block = median_filter(block, list(lengths[cols]), hop)
+            out += decode_events(
+                block,
+                frame_scores.timestamps,
+                [labels[c] for c in cols],
+                r["thresholds"][cols],
+                filename=frame_scores.source if filename is None else filename,
+                channel=frame_scores.channel,
+                min_duration_s=r["min_duration"][cols],
+                merge_gap_s=r["merge_gap"][cols],
+                allowed=None if allowed is None else allowed[:, cols],
+            )
+        return self._sorted(out, labels)
+
+    def _top_k_mask(self, scores: np.ndarray, lengths: np.ndarray | None, hop: float, block_values: int) -> np.ndarray:
+        """(T, K) bool: the ``top_k`` highest filtered scores of each frame, filtered in blocks of frames."""
+        from ptsed.postprocess.filters import seconds_to_frames
+
+        assert self.top_k is not None
+        t, k = scores.shape
+        halo = 0 if lengths is None else max(seconds_to_frames(v, hop) if v > 0 else 1 for v in lengths) // 2
+        keep = np.zeros((t, k), dtype=bool)
+        step = max(1, block_values // k)
+        for a in range(0, t, step):
+            b = min(t, a + step)
+            lo, hi = max(0, a - halo), min(t, b + halo)
+            block = scores[lo:hi] if lengths is None else median_filter(scores[lo:hi], list(lengths), hop)
+            top = np.argpartition(-block[a - lo : b - lo], self.top_k - 1, axis=1)[:, : self.top_k]
+            np.put_along_axis(keep[a:b], top, True, axis=1)
+        return keep
+
+    def _sorted(self, events: list[Event], labels: Sequence[str]) -> list[Event]:
         if self.sort == "onset":
-            index = {lab: i for i, lab in enumerate(filtered.labels)}
+            index = {lab: i for i, lab in enumerate(labels)}
             events.sort(key=lambda e: (e.onset, index[e.label], e.offset))
         return events
 
     def __call__(self, frame_scores: FrameScores, filename: str | None = None) -> tuple[FrameScores, list[Event]]:
-        """``(filtered frame scores, events)``."""
+        """``(filtered frame scores, events)``; :meth:`events` gives the events without the filtered copy."""
         filtered = self.filter(frame_scores)
         return filtered, self.decode(filtered, filename)
 
