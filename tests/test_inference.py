@@ -90,6 +90,27 @@ def test_stitcher_centre_takes_nearest_window_and_mean_averages() -> None:
         bad.add(f + 3, outs[1])
 
 
+@pytest.mark.parametrize("mode", ["centre", "mean"])
+def test_stitcher_output_does_not_depend_on_the_expected_length(mode: str) -> None:
+    """The declared length only sizes the output array: too small, exact, too large or unknown, the
+    stitched frames are the same, and no larger array stays behind the result."""
+    rng = np.random.default_rng(1)
+    f, total = 250, 4321
+    starts = list(range(0, total - f, 125)) + [total - f]
+    outs = [rng.random((f, 3)).astype(np.float32) for _ in starts]
+    results = []
+    for expected in (None, 10, total, 3 * total):
+        st = Stitcher(f, mode, expected)
+        for s0, o in zip(starts, outs, strict=True):
+            st.add(s0, o)
+        out = st.finish(total)
+        assert out.shape == (total, 3) and out.dtype == np.float32 and out.flags.c_contiguous
+        assert out.base is None or out.base.shape[0] <= 1.1 * total
+        results.append(out)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
 @pytest.mark.parametrize("stitch", ["centre", "mean"])
 @pytest.mark.parametrize("seconds", [0.1, 10.0, 23.37])
 def test_windowed_equals_whole_pass_for_a_frame_local_model(stitch: str, seconds: float) -> None:

@@ -102,6 +102,21 @@ def load_model(spec: ModelLike, device: torch.device | None = None) -> SEDModel:
     return model
 
 
+def stored_postprocess(models: Sequence[SEDModel]) -> dict[str, Any]:
+    """:class:`PostProcessor` fields stored in a fine-tuned checkpoint (``checkpoint_extra["postprocess"]``:
+    per-class ``thresholds`` and ``median_filter_s``, chosen on validation data by ``ptsed finetune``);
+    empty for released checkpoints and for ensembles (whose averaged scores no single choice fits)."""
+    if len(models) != 1:
+        return {}
+    stored = models[0].checkpoint_extra.get("postprocess") or {}
+    out: dict[str, Any] = {}
+    if stored.get("thresholds"):
+        out["threshold"] = {str(k): float(v) for k, v in stored["thresholds"].items()}
+    if stored.get("median_filter_s"):
+        out["median_filter_s"] = {str(k): float(v) for k, v in stored["median_filter_s"].items()}
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------
 # in-memory audio
 # ----------------------------------------------------------------------------------------------------
@@ -176,14 +191,17 @@ class Predictor:
             with the rest, events in upstream's order (class, then onset).
         channels: ``"mix"`` (mono mix, the channel mean) or ``"each"`` (every channel on its own; results
             carry ``channel``).
-        postprocess: a :class:`PostProcessor` (or a dict of its fields) for events; default: 0.36 s median
-            filter, threshold 0.5.
+        postprocess: a :class:`PostProcessor`, used as given; or a dict of its fields, or ``None``: then
+            the per-class thresholds and median filters stored in a fine-tuned checkpoint (one model with
+            ``checkpoint_extra["postprocess"]``) fill what the dict leaves out, and the defaults (0.36 s
+            median filter, threshold 0.5) the rest.
         block_s: seconds of audio decoded at a time.
         prefetch_windows: windows decoded ahead of the model (bounded queue).
 
     Attributes:
         models: the loaded models (eval mode, on ``device``).
         labels: class names of the outputs.
+        postprocess_from_checkpoint: the :class:`PostProcessor` fields taken from the checkpoint.
         sample_rate: input rate of the models (audio is resampled to it).
     """
 
@@ -251,10 +269,12 @@ class Predictor:
         self.channels = channels
         self.block_s = float(block_s)
         self.prefetch_windows = int(prefetch_windows or max(8, 4 * self.batch_size))
-        if postprocess is None:
-            postprocess = PostProcessor(sort="class" if self.upstream_chunking else "onset")
-        elif isinstance(postprocess, dict):
-            postprocess = PostProcessor(**postprocess)
+        self.postprocess_from_checkpoint: list[str] = []
+        if not isinstance(postprocess, PostProcessor):
+            stored = stored_postprocess(self.models)
+            fields = {"sort": "class" if self.upstream_chunking else "onset", **stored, **(postprocess or {})}
+            self.postprocess_from_checkpoint = sorted(set(stored) - set(postprocess or {}))
+            postprocess = PostProcessor(**fields)
         self.postprocess: PostProcessor = postprocess
         self._labels = first.labels if first.head.has_heads else []
         for m in self.models[1:]:
@@ -375,11 +395,14 @@ class Predictor:
                     if sr_in is None:
                         stream: Any = stream_audio(src, self.sample_rate, mono=mono, block_s=self.block_s)
                         file_sr, file_ch = stream.info.sample_rate, stream.info.channels
+                        declared = stream.info.num_samples or 0
+                        expected = math.ceil(declared * self.sample_rate / file_sr) if file_sr else 0
                     else:
                         stream = _ArrayStream(src, sr_in, self.sample_rate, mono, name, self.block_s)
                         file_sr, file_ch = sr_in, stream.channels_in
+                        expected = stream.num_samples
                     streams = 1 if mono else file_ch
-                    if not put(("start", index, source, name, streams, file_sr, file_ch)):
+                    if not put(("start", index, source, name, streams, file_sr, file_ch, expected)):
                         return
                     cutter = WindowCutter(
                         self.window_samples,
@@ -445,6 +468,12 @@ class Predictor:
                 y = outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)
             return y.cpu().numpy()
 
+    def _frames_of(self, num_samples: int) -> int:
+        """Frames of the stitched output for ``num_samples`` samples (upstream mode keeps padded frames)."""
+        if self.upstream_chunking:
+            return math.ceil(num_samples / self.window_samples) * self.window_frames
+        return math.ceil(num_samples / self.frame_samples)
+
     def _finalize(self, job: _Job, task: str, layer: int | None) -> FileResult:
         result = FileResult(
             source=job.source,
@@ -460,7 +489,7 @@ class Predictor:
         duration = job.num_samples / self.sample_rate
         result.duration_s = duration
         valid = math.ceil(job.num_samples / self.frame_samples)
-        frames = job.windows // job.streams * self.window_frames if self.upstream_chunking else valid
+        frames = self._frames_of(job.num_samples)
         timestamps = frame_times(frames + 1, self.frame_hop_s, duration)
         for c, stitcher in enumerate(job.stitchers):
             values = stitcher.finish(frames)
@@ -549,13 +578,14 @@ class Predictor:
                         run_batch()
                         collect()
                 elif kind == "start":
-                    _, index, source, name, streams, file_sr, file_ch = msg
+                    _, index, source, name, streams, file_sr, file_ch, expected = msg
+                    frames = self._frames_of(expected)
                     jobs[index] = _Job(
                         index,
                         source,
                         name,
                         streams=streams,
-                        stitchers=[Stitcher(self.window_frames, self.stitch) for _ in range(streams)],
+                        stitchers=[Stitcher(self.window_frames, self.stitch, frames) for _ in range(streams)],
                         sample_rate=file_sr,
                         channels=file_ch,
                     )

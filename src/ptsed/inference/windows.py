@@ -128,17 +128,21 @@ class Stitcher:
     Args:
         frames_per_window: F, frames of one window (250).
         mode: ``"centre"`` or ``"mean"`` (see the module doc).
+        expected_frames: the number of frames the output will have, if known (from the file's declared
+            length): the output array is allocated once at that size. Without it (or when it is exceeded)
+            the array grows by doubling.
 
     Memory stays at about one window beyond the stitched output: frames are final once a later window
-    starts after them.
+    starts after them, and are copied into the output array at once.
     """
 
-    def __init__(self, frames_per_window: int, mode: str = "centre") -> None:
+    def __init__(self, frames_per_window: int, mode: str = "centre", expected_frames: int | None = None) -> None:
         if mode not in STITCH_MODES:
             raise ValueError(f"unknown stitch mode {mode!r}; expected one of {STITCH_MODES}")
         self.frames = frames_per_window
         self.mode = mode
-        self._chunks: list[np.ndarray] = []
+        self._expected = max(int(expected_frames or 0), 0)
+        self._out: np.ndarray | None = None  # frames [0, _done) are final and stored here
         self._done = 0  # frames [0, _done) are final
         self._pending: tuple[int, np.ndarray] | None = None  # centre: last window
         self._acc: np.ndarray | None = None  # mean: sums of frames [_done, _done + len)
@@ -159,8 +163,7 @@ class Stitcher:
                 prev, pv = self._pending
                 split = (prev + start + self.frames) // 2  # frames nearer to the earlier centre stay with it
                 split = min(max(split, start, self._done), prev + self.frames)
-                self._chunks.append(pv[self._done - prev : split - prev].copy())  # a copy frees the batch
-                self._done = split
+                self._emit(pv[self._done - prev : split - prev])
             self._pending = (start, values)
             return
         if self._acc is None:
@@ -170,9 +173,8 @@ class Stitcher:
         # frames before `start` are final: no later window reaches them
         final = start - self._done
         if final > 0:
-            self._chunks.append((self._acc[:final] / self._cnt[:final, None]).astype(np.float32))
+            self._emit(self._acc[:final] / self._cnt[:final, None])
             self._acc, self._cnt = self._acc[final:], self._cnt[final:]
-            self._done = start
         need = start - self._done + self.frames
         if need > self._acc.shape[0]:
             grow = need - self._acc.shape[0]
@@ -189,8 +191,7 @@ class Stitcher:
                 prev, pv = self._pending
                 end = min(total_frames, prev + self.frames)
                 if end > self._done:
-                    self._chunks.append(pv[self._done - prev : end - prev].copy())
-                    self._done = end
+                    self._emit(pv[self._done - prev : end - prev])
                 self._pending = None
         elif self._acc is not None:
             assert self._cnt is not None
@@ -198,22 +199,25 @@ class Stitcher:
             if end > 0:
                 if (self._cnt[:end] == 0).any():
                     raise ValueError("some frames are not covered by any window")
-                self._chunks.append((self._acc[:end] / self._cnt[:end, None]).astype(np.float32))
-                self._done += end
+                self._emit(self._acc[:end] / self._cnt[:end, None])
             self._acc = self._cnt = None
-        if not self._chunks:
+        if self._out is None:
             raise ValueError("no window was added")
-        # copy the chunks into one array, releasing each as it is copied (peak: one array, not two)
-        chunks, self._chunks = self._chunks, []
-        out = np.empty((sum(len(c) for c in chunks), chunks[0].shape[1]), np.float32)
-        chunks.reverse()
-        pos = 0
-        while chunks:
-            chunk = chunks.pop()
-            out[pos : pos + len(chunk)] = chunk
-            pos += len(chunk)
-        out = out[:total_frames]
-        if out.shape[0] < total_frames:
-            raise ValueError(f"the windows cover {out.shape[0]} frames, {total_frames} were asked for")
-        self._chunks = [out]
-        return np.ascontiguousarray(out, dtype=np.float32)
+        if self._done < total_frames:
+            raise ValueError(f"the windows cover {self._done} frames, {total_frames} were asked for")
+        if self._out.shape[0] > total_frames:  # a smaller array, not a view that pins the larger one
+            self._out = self._out[:total_frames].copy() if self._out.shape[0] > 1.1 * total_frames else self._out
+        return self._out[:total_frames]
+
+    def _emit(self, values: np.ndarray) -> None:
+        """Store final frames ``[_done, _done + len(values))`` in the output array."""
+        n, d = values.shape
+        need = self._done + n
+        if self._out is None:
+            self._out = np.empty((max(need, self._expected, 4 * self.frames), d), np.float32)
+        elif need > self._out.shape[0]:
+            grown = np.empty((max(need, 2 * self._out.shape[0]), d), np.float32)
+            grown[: self._done] = self._out[: self._done]
+            self._out = grown
+        self._out[self._done : need] = values
+        self._done = need
