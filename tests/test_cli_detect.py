@@ -182,3 +182,39 @@ def test_real_arch_from_a_ptsed_checkpoint_without_model_name(recordings: Path, 
 
     fs = read_frame_scores(out / "frames" / "b.npz")[0]  # names are relative to the folder given
     assert fs.scores.shape == (100, 447) and fs.labels[0] == "Accelerating, revving, vroom"
+
+
+def test_postprocessing_stored_in_a_checkpoint_is_applied_unless_overridden(
+    recordings: Path,
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+) -> None:
+    """A fine-tuned checkpoint's per-class thresholds and median filters are the defaults of ``detect``;
+    each option given on the command line replaces its stored value."""
+    import ptsed
+    from ptsed.models.factory import save_checkpoint
+
+    model = ptsed.create_model("frame_mn06", pretrained=False)
+    stored = {
+        "thresholds": {lab: 1.0 for lab in model.labels},  # nothing is > 1: no events
+        "median_filter_s": {lab: 0.2 for lab in model.labels},
+    }
+    ckpt = save_checkpoint(model, tmp_path / "tuned.pt", postprocess=stored)
+    wav = str(recordings / "a.wav")
+
+    def run(out: str, *options: str) -> tuple[list[str], dict]:
+        assert main(["detect", wav, "--checkpoint", str(ckpt), "--output", str(tmp_path / out), *options]) == 0
+        rows = (tmp_path / out / "events.tsv").read_text().splitlines()[1:]
+        settings = json.loads((tmp_path / out / "ptsed_settings.json").read_text())["settings"]["postprocess"]
+        return rows, settings
+
+    rows, settings = run("stored")
+    assert rows == [] and settings["threshold"] == stored["thresholds"]
+    assert settings["median_filter_s"] == stored["median_filter_s"]
+    assert "per-class thresholds and median filter lengths stored in the checkpoint" in capsys.readouterr().err
+    rows, settings = run("threshold0", "--threshold", "0")
+    assert len(rows) > 0 and settings["threshold"] == 0.0
+    assert settings["median_filter_s"] == stored["median_filter_s"]  # not given: still the checkpoint's
+    assert "the per-class median filter lengths stored in the checkpoint" in capsys.readouterr().err
+    rows, settings = run("both", "--threshold", "0", "--median-filter", "0.36")
+    assert settings["median_filter_s"] == 0.36 and "stored in the checkpoint" not in capsys.readouterr().err

@@ -56,7 +56,8 @@ def test_create_model_demo_lists_its_classes():
         with classes_tsv.open(encoding="utf-8") as f:
             assert set(labels) <= {r["label"] for r in csv.DictReader(f, delimiter="\t")}
     extra = model.checkpoint_extra
-    assert set(extra["postprocess"]["thresholds"]) == set(labels)
+    assert "postprocess" not in extra  # the tuned values are kept for reference, not applied by detect
+    assert set(extra["demo"]["tuned_postprocess"]["thresholds"]) == set(labels)
     assert "synthetic" in extra["demo"]["description"] and extra["demo"]["classes"] == labels
     state = torch.load(demo.demo_checkpoint_path(), weights_only=True)["state_dict"]
     floats = {k: v.dtype for k, v in state.items() if v.is_floating_point()}

@@ -194,3 +194,18 @@ def test_batchnorm_recalibration_uses_the_exact_batch_average():
     expect = torch.stack([s.mean(dim=(0, 2)) for s in stems]).mean(0)
     assert torch.allclose(norm.running_mean, expect, atol=1e-5)
     assert recalibrate_batchnorm(tiny_model(), batches) == 0  # no BatchNorm: nothing to do
+
+
+def test_postprocess_choice_keeps_defaults_for_a_class_no_threshold_helps():
+    """A class whose best event-F1 is 0 keeps the default threshold: the lowest threshold would otherwise be
+    stored and flood ``ptsed detect`` (which applies the stored values) with false positives."""
+    ds = TinyDataset(6, seed=3)
+    ref = reference_from_dataset(ds)
+    scores = _perfect_scores(ref, ds.labels)
+    for fs in scores.values():
+        fs.scores[:, 0] = 0.5 - fs.scores[:, 0]  # inverted: high outside the events of class 0
+    pp = select_postprocess(scores, ref, ds.labels, median_grid_s=(0.0, 0.2), default_threshold=0.5)
+    first, *others = ds.labels
+    assert pp["thresholds"][first] == 0.5 and pp["median_filter_s"][first] == 0.0
+    assert all(0.1 <= pp["thresholds"][c] < 0.4 for c in others)
+    assert pp["val_event_f1"] == pytest.approx(2 / 3)  # the mean over classes counts the failed one as 0

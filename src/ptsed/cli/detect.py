@@ -171,18 +171,17 @@ def register(subparsers: Any) -> None:
         "--threshold",
         "-t",
         type=_float_or_file,
-        default=0.5,
         metavar="T|FILE",
-        help="a frame is active when its score > T (default 0.5); or a file of per-class thresholds "
-        "(label<TAB>value lines, CSV or JSON; classes not in it use 0.5)",
+        help="a frame is active when its score > T; or a file of per-class thresholds (label<TAB>value "
+        "lines, CSV or JSON; classes not in it use 0.5). Default: the per-class thresholds stored in a "
+        "fine-tuned checkpoint (ptsed finetune), else 0.5",
     )
     pp.add_argument(
         "--median-filter",
         type=_float_or_file,
-        default=0.36,
         metavar="S|FILE",
-        help="median filter length, rounded to whole 40 ms frames (default 0.36 = upstream's 9 frames; "
-        "0 disables); or a file of per-class lengths",
+        help="median filter length, rounded to whole 40 ms frames (0.36 = upstream's 9 frames; 0 disables); "
+        "or a file of per-class lengths. Default: the lengths stored in a fine-tuned checkpoint, else 0.36",
     )
     pp.add_argument("--min-duration", type=_float_or_file, default=0.0, metavar="S|FILE", help="drop shorter events")
     pp.add_argument(
@@ -279,29 +278,42 @@ def run(args: argparse.Namespace) -> int:
     formats = parse_formats(args.format, DETECT_WRITERS)
     if args.plot and not args.output:
         raise ConfigError("--plot needs --output DIR")
-    postprocess = PostProcessor(
-        threshold=args.threshold,
-        median_filter_s=args.median_filter if args.median_filter != 0 else None,
-        min_duration_s=args.min_duration,
-        merge_gap_s=args.merge_gap,
-        top_k=args.top_k,
-        include=_names(args.include),
-        exclude=_names(args.exclude),
-        sort="class" if args.upstream_chunking else "onset",
-    )
+    postprocess: dict[str, Any] = {
+        "min_duration_s": args.min_duration,
+        "merge_gap_s": args.merge_gap,
+        "top_k": args.top_k,
+        "include": _names(args.include),
+        "exclude": _names(args.exclude),
+        "sort": "class" if args.upstream_chunking else "onset",
+    }
+    if args.threshold is not None:
+        postprocess["threshold"] = args.threshold
+    if args.median_filter is not None:
+        postprocess["median_filter_s"] = args.median_filter if args.median_filter != 0 else None
     if not args.models and not args._pending_checkpoint:
         from ptsed.inference.replay import ScoreReplay, find_score_files
 
         files = find_score_files(args.inputs, recursive=not args.no_recursive)
         if files is None:
             raise ConfigError("give a model with --model NAME (see `ptsed models`)")
-        predictor: Any = ScoreReplay(postprocess, files)
+        predictor: Any = ScoreReplay(PostProcessor(**postprocess), files)
         sources = files
         extra: dict[str, Any] = {}
     else:
         predictor = build_predictor(args, postprocess)
         sources = sources_from_args(args)
         extra = checkpoint_settings(args)
+        if predictor.postprocess_from_checkpoint and not args.quiet:
+            names = {
+                "threshold": ("thresholds", "--threshold"),
+                "median_filter_s": ("median filter lengths", "--median-filter"),
+            }
+            used = [names[f] for f in names if f in predictor.postprocess_from_checkpoint]
+            print(
+                f"using the per-class {' and '.join(u[0] for u in used)} stored in the checkpoint "
+                f"(give {' / '.join(u[1] for u in used)} to override)",
+                file=sys.stderr,
+            )
     header = [True]
     on_result = None if args.output else (lambda r: print_events_table(r, header))
     summary = run_batch(

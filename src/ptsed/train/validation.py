@@ -198,7 +198,9 @@ def select_postprocess(
     default_median_s: float = 0.0,
 ) -> dict[str, Any]:
     """Per-class median filter length and decision threshold that maximise the collar-based event F1 on the
-    validation split (each class on its own). Classes without validation events keep the defaults.
+    validation split (each class on its own). Classes without validation events, and classes whose best
+    F1 is 0 (any threshold is as bad; the lowest one would flood the output with false positives), keep the
+    defaults.
 
     Returns:
         The post-processing dict described in the module docstring.
@@ -215,9 +217,9 @@ def select_postprocess(
             frames = {n: fs.to_dataframe()[["onset", "offset", *present]] for n, fs in filtered.items()}
             f, thr = _best_event_f1(frames, gt)
             for c in present:
-                if c in f and np.isfinite(thr[c]) and f[c] > best_f[c]:
+                if c in f and np.isfinite(thr[c]) and f[c] > max(best_f[c], 0.0):
                     best_f[c], thresholds[c], medians[c] = float(f[c]), float(thr[c]), float(length)
-    achieved = [v for v in best_f.values() if v >= 0]
+    achieved = [max(v, 0.0) for v in best_f.values()]
     return {
         "thresholds": thresholds,
         "median_filter_s": medians,
