@@ -218,3 +218,25 @@ def test_postprocessing_stored_in_a_checkpoint_is_applied_unless_overridden(
     assert "the per-class median filter lengths stored in the checkpoint" in capsys.readouterr().err
     rows, settings = run("both", "--threshold", "0", "--median-filter", "0.36")
     assert settings["median_filter_s"] == 0.36 and "stored in the checkpoint" not in capsys.readouterr().err
+
+
+def test_console_script_exits_with_the_run_code_and_complete_outputs(tmp_path: Path) -> None:
+    """``python -m ptsed`` (the console script's path) ends detect runs with ``os._exit``: the exit code
+    must still be the run's, and the outputs and the printed table complete."""
+    import subprocess
+    import sys
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "soundscape.wav"
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "ptsed", "detect", str(example), str(bad), "--model", "demo", "--device", "cpu"]
+    run = subprocess.run([*cmd, "--output", str(out), "--format", "tsv,json"], capture_output=True, text=True)
+    assert run.returncode == 1, run.stderr  # one bad file
+    assert "FAILED bad.wav" in run.stderr
+    rows = (out / "events.tsv").read_text().splitlines()
+    assert rows[0] == "filename\tonset\toffset\tevent_label" and len(rows) > 2
+    assert json.loads((out / "events.json").read_text())
+    printed = subprocess.run([*cmd[:5], *cmd[6:]], capture_output=True, text=True)  # the example alone
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.count("soundscape.wav") == len(rows) - 1  # the same events, all printed

@@ -1,7 +1,5 @@
 """``python -m ptsed`` runs the command-line interface."""
 
-import sys
+from ptsed.cli.main import cli
 
-from ptsed.cli.main import main
-
-sys.exit(main())
+cli()

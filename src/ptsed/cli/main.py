@@ -72,5 +72,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(code or 0)
 
 
+FAST_EXIT = frozenset({"detect", "embed", "models"})
+"""Commands whose outputs are all written and closed when :func:`main` returns: the console script ends
+them with ``os._exit``, skipping the interpreter's teardown of torch (about 1 s of a short run)."""
+
+
+def cli() -> None:
+    """The ``ptsed`` console script: :func:`main`, then exit with its code."""
+    import os
+
+    argv = sys.argv[1:]
+    code = main(argv)
+    if argv and argv[0] in FAST_EXIT and not os.environ.get("PTSED_FULL_EXIT"):
+        import contextlib
+        import logging
+
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe (`ptsed detect ... | head`)
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    cli()
