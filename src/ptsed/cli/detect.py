@@ -95,7 +95,13 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("windows and compute")
-    g.add_argument("--batch-size", "-b", type=int, default=16, metavar="N", help="windows per forward pass (16)")
+    g.add_argument(
+        "--batch-size",
+        "-b",
+        type=int,
+        metavar="N",
+        help="windows per forward pass (default: 16 on a GPU, 4 on a CPU, where larger batches are slower)",
+    )
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     g.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32", help="fp32 (default)")
     g.add_argument("--window", type=float, metavar="SECONDS", help="window length (default: the model's, 10 s)")

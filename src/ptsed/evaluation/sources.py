@@ -100,7 +100,7 @@ class ModelScores:
             its frames (upstream's AudioSet evaluation: 250 frames over [0, 10] s). ``None``: the whole
             file, with the Predictor's overlapping windows.
         device: torch device (``"auto"``: CUDA if available).
-        batch_size: windows per forward pass.
+        batch_size: windows per forward pass (``None``: the device's default, see ``Predictor``).
         group: clips decoded ahead of the model at a time.
     """
 
@@ -115,7 +115,7 @@ class ModelScores:
         *,
         clip_s: float | None = None,
         device: str | None = "auto",
-        batch_size: int = 16,
+        batch_size: int | None = None,
         group: int = 64,
     ) -> None:
         from ptsed.data.audioset import open_audio

@@ -40,6 +40,8 @@ from ptsed.postprocess.decode import frame_times
 from ptsed.postprocess.pipeline import PostProcessor
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+AUTO_BATCH = {"cpu": 4, "cuda": 16, "mps": 16}
+"""Windows per forward pass when none is given, per device type."""
 CHANNEL_MODES = ("mix", "each")
 
 ModelLike = SEDModel | str | tuple[str, "str | os.PathLike | None"]
@@ -178,6 +180,8 @@ class Predictor:
             such as ``"BEATs"`` work too), a tuple ``(name, checkpoint_path)``, or a list of these (an
             ensemble: frame probabilities are averaged; embeddings are concatenated).
         batch_size: windows per forward pass; windows of one file and of consecutive files share batches.
+            ``None``: :data:`AUTO_BATCH` for the device (16 on GPUs; 4 on CPUs, where larger batches
+            measured slower in ``benchmarks/inference.py``: frame_mn10 at 16 took 1.6x the time of 4).
         device: ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``: autocast of the backbone and head (the
             front-end always runs in float32).
@@ -209,7 +213,7 @@ class Predictor:
         self,
         model_or_models: ModelLike | Sequence[ModelLike],
         *,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         device: str | torch.device | None = "auto",
         precision: str = "fp32",
         window_s: float | None = None,
@@ -222,7 +226,7 @@ class Predictor:
         block_s: float = DEFAULT_BLOCK_S,
         prefetch_windows: int | None = None,
     ) -> None:
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -234,7 +238,7 @@ class Predictor:
             raise ConfigError("give hop_s or overlap_s, not both")
         self.device = resolve_device(device)
         self.precision = precision
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size or AUTO_BATCH.get(self.device.type, AUTO_BATCH["cuda"]))
         specs = list(model_or_models) if isinstance(model_or_models, list) else [model_or_models]
         if not specs:
             raise ConfigError("no model given")
