@@ -107,8 +107,9 @@ def baseline_load(name: str, checkpoint: Path):  # noqa: ANN201
     return model.eval()
 
 
-def baseline_run(model, x, device) -> float:  # noqa: ANN001
-    """upstream inference.py: 10 s chunks one at a time, last one zero-padded; returns seconds."""
+def baseline_run(model, x, device, keep: bool = False):  # noqa: ANN001, ANN201
+    """upstream inference.py: 10 s chunks one at a time, last one zero-padded; returns seconds, or with
+    ``keep`` the (1, K, T) probabilities."""
     import torch
 
     seg = int(model.window_s * model.sample_rate)
@@ -120,9 +121,9 @@ def baseline_run(model, x, device) -> float:  # noqa: ANN001
             if chunk.shape[1] < seg:
                 chunk = torch.nn.functional.pad(chunk, (0, seg - chunk.shape[1]))
             outs.append(model(chunk).strong_logits)
-        torch.sigmoid(torch.cat(outs, dim=2)).cpu()
+        probs = torch.sigmoid(torch.cat(outs, dim=2)).cpu()
     _sync(device)
-    return time.perf_counter() - t0
+    return probs if keep else time.perf_counter() - t0
 
 
 def ptsed_run(predictor, x) -> float:  # noqa: ANN001
@@ -139,17 +140,76 @@ def signal(seconds: float, sr: int = 16_000):  # noqa: ANN201
     return (rng.standard_normal(int(seconds * sr)) * 0.1).astype(np.float32)
 
 
-def startup(name: str, wav: Path, env: dict[str, str], device: str) -> tuple[float, float, float]:
-    """A fresh process running ``ptsed detect wav --model name``: (seconds to the first printed result,
-    seconds to exit, peak RSS in MiB)."""
-    code = (
-        "import resource, sys\n"
+PEAK_RSS_CODE = """
+def _peak_rss_kib():
+    # VmHWM: this process's own peak (ru_maxrss of a child carries its parent's peak over fork and exec)
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
+"""Code for a fresh process: ``_peak_rss_kib()``, its peak resident set size in KiB."""
+
+UPSTREAM_PROCEDURE = (
+    PEAK_RSS_CODE
+    + """
+import sys
+sys.path.insert(0, {bench!r})
+import numpy as np
+import torch
+try:
+    import librosa  # upstream inference.py reads audio with librosa
+except ImportError:
+    librosa = None
+import scipy.ndimage
+from inference import baseline_load, baseline_run
+
+if librosa is not None:
+    x, _ = librosa.load({wav!r}, sr=16000, mono=True)
+else:
+    import soundfile as sf
+    x, _ = sf.read({wav!r}, dtype="float32")
+model = baseline_load({name!r}, {ckpt!r})
+probs = baseline_run(model, x, torch.device("cpu"), keep=True)[0].T.numpy()
+filtered = scipy.ndimage.median_filter(probs, size=(9, 1))
+frames, classes = np.nonzero(filtered > 0)
+print("first", frames[:1], classes[:1], "librosa" if librosa is not None else "soundfile", flush=True)
+print("MAXRSS", _peak_rss_kib(), file=sys.stderr)
+"""
+)
+
+
+def upstream_startup(name: str, ckpt: Path, wav: Path, env: dict[str, str]) -> tuple[float, float, float, str]:
+    """A fresh process following upstream ``inference.py``: import torch (and librosa when installed),
+    read the file, build the model with random init, ``torch.load`` the checkpoint whole and copy it in,
+    run 10 s chunks one at a time, median-filter and threshold. Returns (seconds to the result, seconds to
+    exit, peak RSS in MiB, the audio reader used)."""
+    code = UPSTREAM_PROCEDURE.format(bench=str(Path(__file__).parent), wav=str(wav), name=name, ckpt=str(ckpt))
+    t_first, t_exit, rss, first = _fresh_process(code, env)
+    return t_first, t_exit, rss, first.split()[-1]
+
+
+def startup(
+    name: str, wav: Path, env: dict[str, str], device: str, extra: tuple[str, ...] = ()
+) -> tuple[float, float, float]:
+    """A fresh process running ``ptsed detect wav --model name [extra]``: (seconds to the first printed
+    result, seconds to exit, peak RSS in MiB)."""
+    argv = ["detect", str(wav), "--model", name, "--device", device, "-q", "--threshold", "0", *extra]
+    code = PEAK_RSS_CODE + (
+        "import sys\n"
         "from ptsed.cli.main import main\n"
-        f"rc = main(['detect', {str(wav)!r}, '--model', {name!r}, '--device', {device!r}, '-q', '--threshold', '0'])\n"
+        f"rc = main({argv!r})\n"
         "sys.stdout.flush()\n"
-        "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "print('MAXRSS', _peak_rss_kib(), file=sys.stderr)\n"
         "sys.exit(rc)\n"
     )
+    return _fresh_process(code, env)[:3]
+
+
+def _fresh_process(code: str, env: dict[str, str]) -> tuple[float, float, float, str]:
+    """Run ``python -c code``: (seconds to its first stdout line, seconds to exit, peak RSS in MiB, the line)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
@@ -160,16 +220,18 @@ def startup(name: str, wav: Path, env: dict[str, str], device: str) -> tuple[flo
     out, err = proc.communicate()
     t_exit = time.perf_counter() - t0
     if proc.returncode != 0 or not first:
-        raise RuntimeError(f"ptsed detect failed ({proc.returncode}): {err[-2000:]}")
+        raise RuntimeError(f"the fresh process failed ({proc.returncode}): {err[-2000:]}")
     rss = next((int(line.split()[1]) for line in err.splitlines() if line.startswith("MAXRSS")), 0)
-    return t_first, t_exit, rss / 1024
+    return t_first, t_exit, rss / 1024, first
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", help="comma-separated zoo names (default: every implemented architecture)")
     ap.add_argument("--sizes", default="10,600", help="input lengths in seconds (default 10,600)")
-    ap.add_argument("--batch-size", type=int, default=16, help="batched runs use this many windows (16)")
+    ap.add_argument(
+        "--batch-size", type=int, help="batched runs use this many windows (default: ptsed's for the device)"
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
@@ -190,7 +252,7 @@ def main() -> None:
     import soundfile as sf
     import torch
 
-    from ptsed.inference.predictor import PRECISIONS, Predictor, resolve_device
+    from ptsed.inference.predictor import AUTO_BATCH, PRECISIONS, Predictor, resolve_device
     from ptsed.inference.windows import window_starts
     from ptsed.models.zoo import ARCHS
 
@@ -203,12 +265,13 @@ def main() -> None:
     n = 2048 if device.type == "cpu" else 8192
     mm32 = matmul_gflops(device, torch.float32, n)
     mm = mm32 if dtype == torch.float32 else matmul_gflops(device, dtype, n)
+    batch = args.batch_size or AUTO_BATCH.get(device.type, 16)
     report: dict = {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else os.uname().machine,
         "threads": torch.get_num_threads(),
         "precision": args.precision,
-        "batch_size": args.batch_size,
+        "batch_size": batch,
         "matmul_gflops_fp32": mm32,
         "matmul_gflops": mm,
         "models": {},
@@ -239,8 +302,8 @@ def main() -> None:
         )
         runs = {
             "ptsed batch 1": dict(batch_size=1),
-            f"ptsed batch {args.batch_size}": dict(batch_size=args.batch_size),
-            f"ptsed batch {args.batch_size}, hop 10 s": dict(batch_size=args.batch_size, hop_s=10.0),
+            f"ptsed batch {batch}": dict(batch_size=batch),
+            f"ptsed batch {batch}, hop 10 s": dict(batch_size=batch, hop_s=10.0),
         }
         predictors = {
             label: Predictor(model, device=device, precision=args.precision, **kw) for label, kw in runs.items()
@@ -281,18 +344,42 @@ def main() -> None:
                 wav = home / f"input_{seconds:g}s.wav"
                 if not wav.exists():
                     sf.write(wav, signal(seconds), 16_000)
-                if "startup" not in res:
-                    startup(spec_name, wav, env, args.device)  # first use: the cache records the file
-                t_first, t_exit, rss = startup(spec_name, wav, env, args.device)
-                res.setdefault("startup", {})[f"{seconds:g}s"] = {
-                    "first_result_s": t_first,
-                    "exit_s": t_exit,
-                    "peak_rss_mib": rss,
-                }
-                print(
-                    f"fresh process, {seconds:g} s file: first result after {t_first:.2f} s, exit {t_exit:.2f} s, "
-                    f"peak RSS {rss:.0f} MiB"
-                )
+                if "startup" not in res:  # first use of the checkpoint: the cache records it (a 1 s file)
+                    first_use = home / "first_use.wav"
+                    sf.write(first_use, signal(1.0), 16_000)
+                    startup(spec_name, first_use, env, args.device)
+                    res["startup"] = {}
+                modes = {"default": (), "upstream-chunking": ("--upstream-chunking",)}
+                if seconds != min(float(s) for s in args.rss_sizes.split(",")):
+                    modes = {"default": ()}
+                row: dict = {}
+                for mode, extra in modes.items():
+                    t_first, t_exit, rss = startup(spec_name, wav, env, args.device, extra)
+                    row[mode] = {"first_result_s": t_first, "exit_s": t_exit, "peak_rss_mib": rss}
+                    print(
+                        f"fresh process, {seconds:g} s file, ptsed {mode}: first result after {t_first:.2f} s, "
+                        f"exit {t_exit:.2f} s, peak RSS {rss:.0f} MiB"
+                    )
+                if len(modes) > 1 and not args.no_baseline and device.type == "cpu":
+                    # once untimed, as for ptsed: librosa's first use compiles and caches numba code
+                    upstream_startup(spec_name, ckpt, home / "first_use.wav", env)
+                    t_first, t_exit, rss, reader = upstream_startup(spec_name, ckpt, wav, env)
+                    row["upstream procedure"] = {
+                        "first_result_s": t_first,
+                        "exit_s": t_exit,
+                        "peak_rss_mib": rss,
+                        "audio_reader": reader,
+                    }
+                    ours = row["upstream-chunking"]["exit_s"]
+                    row["speedup_upstream_chunking"] = t_exit / ours
+                    row["speedup_default"] = t_exit / row["default"]["exit_s"]
+                    print(
+                        f"fresh process, {seconds:g} s file, upstream procedure ({reader}): result after "
+                        f"{t_first:.2f} s, exit {t_exit:.2f} s, peak RSS {rss:.0f} MiB; ptsed is "
+                        f"{row['speedup_upstream_chunking']:.2f}x faster with --upstream-chunking, "
+                        f"{row['speedup_default']:.2f}x with its default windows"
+                    )
+                res["startup"][f"{seconds:g}s"] = row
         report["models"][name] = res
     report["benchmark_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["benchmark_wall_s"] = time.perf_counter() - t_script

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from inference import REPO, _fresh_process, write_synthetic_release  # noqa: E402
+from inference import PEAK_RSS_CODE, REPO, _fresh_process, write_synthetic_release  # noqa: E402
 
 
 def write_noise_flac(path: Path, seconds: float, sr: int = 16_000, block_s: float = 600.0) -> None:
@@ -69,12 +69,12 @@ def main() -> None:
             out = tmp / f"out_{hours:g}h"
             argv = ["detect", str(wav), "--model", name, "--checkpoint", str(ckpt), "-q"]
             argv += ["--output", str(out), "--format", args.format]
-            code = (
-                "import resource, sys\n"
+            code = PEAK_RSS_CODE + (
+                "import sys\n"
                 "from ptsed.cli.main import main\n"
                 f"rc = main({argv!r})\n"
                 "print('done', flush=True)\n"
-                "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+                "print('MAXRSS', _peak_rss_kib(), file=sys.stderr)\n"
                 "sys.exit(rc)\n"
             )
             _, wall, rss, _ = _fresh_process(code, env)
