@@ -194,22 +194,35 @@ def upstream_startup(name: str, ckpt: Path, wav: Path, env: dict[str, str]) -> t
 def startup(
     name: str, wav: Path, env: dict[str, str], device: str, extra: tuple[str, ...] = ()
 ) -> tuple[float, float, float]:
-    """A fresh process running ``ptsed detect wav --model name [extra]``: (seconds to the first printed
-    result, seconds to exit, peak RSS in MiB)."""
-    argv = ["detect", str(wav), "--model", name, "--device", device, "-q", "--threshold", "0", *extra]
-    code = PEAK_RSS_CODE + (
-        "import sys\n"
-        "from ptsed.cli.main import main\n"
-        f"rc = main({argv!r})\n"
-        "sys.stdout.flush()\n"
-        "print('MAXRSS', _peak_rss_kib(), file=sys.stderr)\n"
-        "sys.exit(rc)\n"
+    """A fresh process running the ``ptsed`` console script, ``ptsed detect wav --model name [extra]``:
+    (seconds to the first printed result, seconds to exit, peak RSS in MiB)."""
+    argv = ["ptsed", "detect", str(wav), "--model", name, "--device", device, "-q", "--threshold", "0", *extra]
+    return _fresh_process(console_script_code(argv), env)[:3]
+
+
+def console_script_code(argv: list[str]) -> str:
+    """``python -c`` code that runs ``ptsed.cli.main.cli`` (what the ``ptsed`` command runs) with ``argv``
+    and prints its peak RSS on the way out (also when the command ends with ``os._exit``)."""
+    return PEAK_RSS_CODE + (
+        "import os, sys\n"
+        "_exit = os._exit\n"
+        "def _report_and_exit(code):\n"
+        "    print('MAXRSS', _peak_rss_kib(), file=sys.stderr, flush=True)\n"
+        "    _exit(code)\n"
+        "os._exit = _report_and_exit\n"
+        f"sys.argv = {argv!r}\n"
+        "from ptsed.cli.main import cli\n"
+        "try:\n"
+        "    cli()\n"
+        "except SystemExit as stop:\n"
+        "    sys.stdout.flush()\n"
+        "    _report_and_exit(stop.code or 0)\n"
     )
-    return _fresh_process(code, env)[:3]
 
 
-def _fresh_process(code: str, env: dict[str, str]) -> tuple[float, float, float, str]:
-    """Run ``python -c code``: (seconds to its first stdout line, seconds to exit, peak RSS in MiB, the line)."""
+def _fresh_process(code: str, env: dict[str, str], need_output: bool = True) -> tuple[float, float, float, str]:
+    """Run ``python -c code``: (seconds to its first stdout line, seconds to exit, peak RSS in MiB, the line);
+    a non-zero exit, or no output when ``need_output``, raises."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
@@ -219,7 +232,7 @@ def _fresh_process(code: str, env: dict[str, str]) -> tuple[float, float, float,
     t_first = time.perf_counter() - t0
     out, err = proc.communicate()
     t_exit = time.perf_counter() - t0
-    if proc.returncode != 0 or not first:
+    if proc.returncode != 0 or (need_output and not first):
         raise RuntimeError(f"the fresh process failed ({proc.returncode}): {err[-2000:]}")
     rss = next((int(line.split()[1]) for line in err.splitlines() if line.startswith("MAXRSS")), 0)
     return t_first, t_exit, rss / 1024, first

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from inference import PEAK_RSS_CODE, REPO, _fresh_process, write_synthetic_release  # noqa: E402
+from inference import REPO, _fresh_process, console_script_code, write_synthetic_release  # noqa: E402
 
 
 def write_noise_flac(path: Path, seconds: float, sr: int = 16_000, block_s: float = 600.0) -> None:
@@ -67,17 +67,9 @@ def main() -> None:
             if not wav.exists():
                 write_noise_flac(wav, hours * 3600)
             out = tmp / f"out_{hours:g}h"
-            argv = ["detect", str(wav), "--model", name, "--checkpoint", str(ckpt), "-q"]
+            argv = ["ptsed", "detect", str(wav), "--model", name, "--checkpoint", str(ckpt), "-q"]
             argv += ["--output", str(out), "--format", args.format]
-            code = PEAK_RSS_CODE + (
-                "import sys\n"
-                "from ptsed.cli.main import main\n"
-                f"rc = main({argv!r})\n"
-                "print('done', flush=True)\n"
-                "print('MAXRSS', _peak_rss_kib(), file=sys.stderr)\n"
-                "sys.exit(rc)\n"
-            )
-            _, wall, rss, _ = _fresh_process(code, env)
+            _, wall, rss, _ = _fresh_process(console_script_code(argv), env, need_output=False)
             table = out / "events.tsv"
             events = table.read_text().count("\n") - 1 if table.exists() else -1
             print(f"{hours:6g} {wall:8.1f} {wall / hours:11.1f} {rss:13.0f} {events:8d}", flush=True)
