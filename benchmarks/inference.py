@@ -10,7 +10,8 @@ downloaded here, and speed does not depend on the values) it prints:
   at a time, the model built and its weights loaded the plain way: random init + ``torch.load`` +
   ``load_state_dict`` copy);
 - model FLOPs per 10 s window as ``torch.utils.flop_counter`` counts them (matmuls and convolutions),
-  the achieved GFLOP/s and its fraction of a large fp32 (or ``--precision``) matmul on the same device;
+  the achieved GFLOP/s and its fraction of a large fp32 (or ``--precision``) matmul on the same device,
+  measured before and after each block of rows (the larger counts: a shared machine's rate drifts);
 - time from process start to the first result of ``ptsed detect`` on a 60 s file with the checkpoint
   already in the cache (a fresh ``python`` process; the cache is a temporary ``$PTSED_HOME``), and the
   peak RSS of that process (also for a 10 min file: memory must not grow with the file's length).
@@ -325,6 +326,7 @@ def main() -> None:
             x = signal(seconds)
             warm = x if seconds <= 60 else signal(60.0)  # same shapes: one-time kernel set-up is not timed
             rows = []
+            ref_before = matmul_gflops(device, dtype, n)  # the machine's rate drifts: measured around each block
             if not args.no_baseline:
                 baseline_run(base_model, warm, device)
                 wall = min(baseline_run(base_model, x, device) for _ in range(args.repeats))
@@ -334,6 +336,9 @@ def main() -> None:
                 hop = pred.hop_frames * pred.frame_samples
                 wins = len(window_starts(x.size, pred.window_samples, hop, pred.frame_samples))
                 rows.append((label, min(ptsed_run(pred, x) for _ in range(args.repeats)), wins))
+            ref_after = matmul_gflops(device, dtype, n)
+            ref = max(ref_before, ref_after)
+            res.setdefault("matmul_gflops", {})[f"{seconds:g}s"] = [ref_before, ref_after]
             for label, wall, wins in rows:
                 gflops = wins * flops / wall / 1e9
                 row = {
@@ -342,13 +347,14 @@ def main() -> None:
                     "s_per_10s": wall / seconds * 10,
                     "rtf": wall / seconds,
                     "gflops": gflops,
-                    "fraction_of_matmul": gflops / mm,
+                    "fraction_of_matmul": gflops / ref,
                 }
                 res.setdefault("runs", {}).setdefault(f"{seconds:g}s", {})[label] = row
                 print(
                     f"{seconds:6g}s {label:<28} {wins:7d} {row['s_per_10s']:8.3f} {row['rtf']:8.4f} "
                     f"{1 / row['rtf']:7.1f} {gflops:8.1f} {100 * row['fraction_of_matmul']:5.1f}"
                 )
+            print(f"{'':8}(%mm against {ref:.1f} GFLOP/s: matmul before {ref_before:.1f}, after {ref_after:.1f})")
         del base_model, model, predictors
         if not args.no_startup:
             env = dict(os.environ)
