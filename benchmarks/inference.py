@@ -251,6 +251,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     ap.add_argument("--repeats", type=int, default=1, help="timed runs per row; the fastest counts (1)")
     ap.add_argument("--no-baseline", action="store_true", help="skip upstream's procedure")
+    ap.add_argument("--int8", action="store_true", help="also time the int8 CPU mode and its deviation")
     ap.add_argument("--no-startup", action="store_true", help="skip the fresh-process runs")
     ap.add_argument("--rss-sizes", default="60,600", help="file lengths (s) of the fresh-process runs (60,600)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
@@ -319,6 +320,8 @@ def main() -> None:
             f"ptsed batch {batch}": dict(batch_size=batch),
             f"ptsed batch {batch}, hop 10 s": dict(batch_size=batch, hop_s=10.0),
         }
+        if args.int8:
+            runs[f"ptsed batch {batch}, int8"] = dict(batch_size=batch, int8=True)
         predictors = {
             label: Predictor(model, device=device, precision=args.precision, **kw) for label, kw in runs.items()
         }
@@ -355,6 +358,13 @@ def main() -> None:
                     f"{1 / row['rtf']:7.1f} {gflops:8.1f} {100 * row['fraction_of_matmul']:5.1f}"
                 )
             print(f"{'':8}(%mm against {ref:.1f} GFLOP/s: matmul before {ref_before:.1f}, after {ref_after:.1f})")
+            if args.int8:
+                exact = predictors[f"ptsed batch {batch}"].frame_scores(x, 16_000).scores
+                quick = predictors[f"ptsed batch {batch}, int8"].frame_scores(x, 16_000).scores
+                dev = np.abs(quick - exact)
+                dev_row = {"max": float(dev.max()), "mean": float(dev.mean())}
+                res.setdefault("int8_deviation", {})[f"{seconds:g}s"] = dev_row
+                print(f"{'':8}int8: frame probabilities change by at most {dev.max():.4f} (mean {dev.mean():.5f})")
         del base_model, model, predictors
         if not args.no_startup:
             env = dict(os.environ)

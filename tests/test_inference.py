@@ -266,3 +266,21 @@ def test_filtered_scores_are_computed_on_demand_and_match_the_events() -> None:
     assert result.events == result.postprocessor.decode(filtered, filename=result.name)
     np.testing.assert_array_equal(result.filtered[0].scores, filtered.scores)
     assert result._filtered is not None
+
+
+def test_int8_mode_quantises_the_linear_layers_on_cpu_only() -> None:
+    """``int8=True`` swaps the linear layers for dynamically quantised ones: probabilities change a little,
+    the caller's model is left as it was, and the setting is part of the run's settings."""
+    model = tiny_model(context=3)
+    x = _signal(12.0)
+    exact = Predictor(model, device="cpu").frame_scores(x, 16_000).scores
+    p = Predictor(model, device="cpu", int8=True)
+    quick = p.frame_scores(x, 16_000).scores
+    kinds = {type(m).__module__ for m in p.models[0].modules()}
+    assert any(k.startswith("torch.ao.nn.quantized.dynamic") for k in kinds)
+    assert not any(type(m).__module__.startswith("torch.ao") for m in model.modules())  # a copy was quantised
+    assert quick.shape == exact.shape and not np.array_equal(quick, exact)
+    assert np.abs(quick - exact).mean() < 0.02  # 16-wide layers quantise coarsely; ATST-F moves far less
+    assert p.settings()["int8"] is True and Predictor(model, device="cpu").settings()["int8"] is False
+    with pytest.raises(ConfigError, match="CPU only"):
+        Predictor(model, device="meta", int8=True)

@@ -104,6 +104,12 @@ def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     g.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32", help="fp32 (default)")
+    g.add_argument(
+        "--int8",
+        action="store_true",
+        help="CPU only: dynamic int8 quantisation of the linear layers, faster but not exact (off by default; "
+        "docs/inference.md gives the speed and the change of the probabilities)",
+    )
     g.add_argument("--window", type=float, metavar="SECONDS", help="window length (default: the model's, 10 s)")
     g.add_argument("--hop", type=float, metavar="SECONDS", help="hop between windows (default: half a window)")
     g.add_argument("--overlap", type=float, metavar="SECONDS", help="overlap of windows (alternative to --hop)")
@@ -221,6 +227,7 @@ def build_predictor(args: argparse.Namespace, postprocess: Any = None) -> Any:
         batch_size=args.batch_size,
         device=args.device,
         precision=args.precision,
+        int8=args.int8,
         window_s=args.window,
         hop_s=args.hop,
         overlap_s=args.overlap,

@@ -104,6 +104,21 @@ def load_model(spec: ModelLike, device: torch.device | None = None) -> SEDModel:
     return model
 
 
+def quantize_int8(model: SEDModel) -> SEDModel:
+    """A copy of ``model`` whose ``nn.Linear`` layers compute in int8 (dynamic quantisation, CPU only);
+    the front-end has none and stays float32."""
+    import warnings
+
+    try:
+        from torch.ao.quantization import quantize_dynamic
+    except ImportError as err:  # pragma: no cover - depends on the torch build
+        raise ConfigError(f"int8 needs torch.ao.quantization, which this torch does not have ({err})") from err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
+        quantized = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
+    return quantized.eval()
+
+
 def stored_postprocess(models: Sequence[SEDModel]) -> dict[str, Any]:
     """:class:`PostProcessor` fields stored in a fine-tuned checkpoint (``checkpoint_extra["postprocess"]``:
     per-class ``thresholds`` and ``median_filter_s``, chosen on validation data by ``ptsed finetune``);
@@ -190,6 +205,10 @@ class Predictor:
         overlap_s: alternatively, the overlap of consecutive windows (``hop = window - overlap``).
         stitch: ``"centre"`` (each frame from the window whose centre is nearest) or ``"mean"`` (average
             of all windows holding the frame). See :mod:`ptsed.inference.windows`.
+        int8: CPU only, off by default: dynamic int8 quantisation of the backbone's and head's linear
+            layers (``torch.ao.quantization.quantize_dynamic``; weights int8, activations quantised per
+            batch). Faster on CPUs, not exact: see ``benchmarks/inference.py --int8`` for the speed and the
+            largest change of a frame probability.
         upstream_chunking: reproduce upstream ``inference.py``: non-overlapping windows, last one
             zero-padded, the padded frames kept (timestamps clipped to the audio length) and median-filtered
             with the rest, events in upstream's order (class, then onset).
@@ -221,6 +240,7 @@ class Predictor:
         overlap_s: float | None = None,
         stitch: str = "centre",
         upstream_chunking: bool = False,
+        int8: bool = False,
         channels: str = "mix",
         postprocess: PostProcessor | dict | None = None,
         block_s: float = DEFAULT_BLOCK_S,
@@ -243,6 +263,11 @@ class Predictor:
         if not specs:
             raise ConfigError("no model given")
         self.models: list[SEDModel] = [load_model(s, self.device) for s in specs]  # type: ignore[arg-type]
+        self.int8 = bool(int8)
+        if self.int8:
+            if self.device.type != "cpu":
+                raise ConfigError(f"int8 quantisation runs on the CPU only, not on {self.device.type!r}")
+            self.models = [quantize_int8(m) for m in self.models]
         first = self.models[0]
         for m in self.models[1:]:
             if (m.sample_rate, m.frame_hop_s) != (first.sample_rate, first.frame_hop_s):
@@ -309,6 +334,7 @@ class Predictor:
             "upstream_chunking": self.upstream_chunking,
             "channels": self.channels,
             "precision": self.precision,
+            "int8": self.int8,
         }
 
     # -- single inputs ----------------------------------------------------------------------------------
