@@ -14,6 +14,11 @@ def seconds_to_frames(length_s: float, hop_s: float) -> int:
     return max(1, int(np.floor(length_s / hop_s + 0.5)))
 
 
+def filter_sizes(lengths_s: Sequence[float], hop_s: float) -> list[int]:
+    """Filter sizes in frames for lengths in seconds (0 -> 1 frame, i.e. no filtering)."""
+    return [seconds_to_frames(v, hop_s) if v > 0 else 1 for v in lengths_s]
+
+
 def median_filter(
     scores: np.ndarray,
     length_s: float | Sequence[float] | Mapping[str, float] | None,
@@ -49,7 +54,7 @@ def median_filter(
         lengths = [float(v) for v in length_s]
         if len(lengths) != scores.shape[1]:
             raise ValueError(f"{len(lengths)} median filter lengths for {scores.shape[1]} classes")
-    sizes = [seconds_to_frames(v, hop_s) if v > 0 else 1 for v in lengths]
+    sizes = filter_sizes(lengths, hop_s)
     if len(set(sizes)) == 1:
         return scores.copy() if sizes[0] == 1 else _mf(scores, size=(sizes[0], 1))
     out = scores.copy()

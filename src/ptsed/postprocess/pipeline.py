@@ -17,7 +17,7 @@ import numpy as np
 from ptsed.core.errors import ConfigError
 from ptsed.core.types import Event, FrameScores
 from ptsed.postprocess.decode import decode_events, did_you_mean, per_class
-from ptsed.postprocess.filters import median_filter
+from ptsed.postprocess.filters import filter_sizes, median_filter
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MEDIAN_FILTER_S = 0.36
@@ -230,11 +230,9 @@ class PostProcessor:
 
     def _top_k_mask(self, scores: np.ndarray, lengths: np.ndarray | None, hop: float, block_values: int) -> np.ndarray:
         """(T, K) bool: the ``top_k`` highest filtered scores of each frame, filtered in blocks of frames."""
-        from ptsed.postprocess.filters import seconds_to_frames
-
         assert self.top_k is not None
         t, k = scores.shape
-        halo = 0 if lengths is None else max(seconds_to_frames(v, hop) if v > 0 else 1 for v in lengths) // 2
+        halo = 0 if lengths is None else max(filter_sizes(list(lengths), hop)) // 2
         keep = np.zeros((t, k), dtype=bool)
         step = max(1, block_values // k)
         for a in range(0, t, step):
