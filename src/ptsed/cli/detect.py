@@ -284,11 +284,13 @@ def print_events_table(result: Any, header: list[bool], out: Any = None) -> None
 
 def run(args: argparse.Namespace) -> int:
     from ptsed.core.errors import ConfigError
+    from ptsed.extras import require_outputs
     from ptsed.inference.batch import run_batch
     from ptsed.io.results import DETECT_WRITERS, parse_formats
     from ptsed.postprocess.pipeline import PostProcessor
 
     formats = parse_formats(args.format, DETECT_WRITERS)
+    require_outputs(formats, plot=args.plot, what="ptsed detect")
     if args.plot and not args.output:
         raise ConfigError("--plot needs --output DIR")
     postprocess: dict[str, Any] = {

@@ -43,12 +43,14 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ptsed.cli.detect import build_predictor, checkpoint_settings, sources_from_args
     from ptsed.core.errors import ConfigError
+    from ptsed.extras import require_outputs
     from ptsed.inference.batch import run_batch
     from ptsed.io.results import EMBED_WRITERS, parse_formats
 
     if not args.output:
         raise ConfigError("ptsed embed needs --output DIR")
     formats = parse_formats(args.format, EMBED_WRITERS)
+    require_outputs(formats, what="ptsed embed")
     predictor = build_predictor(args)
     summary = run_batch(
         predictor,

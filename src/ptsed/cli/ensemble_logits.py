@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from ptsed.extras import require
+
+    require("hdf5", what="ptsed ensemble-logits")
     from ptsed.core.errors import ConfigError
     from ptsed.inference.predictor import resolve_model_name
     from ptsed.recipes.audioset_data import ForkSafeAudio

@@ -113,6 +113,13 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    from ptsed.extras import require
+
+    require("eval", what="ptsed evaluate")
+    if not args.no_plot:
+        require("plot", what="ptsed evaluate (its PSD-ROC plot; or give --no-plot)")
+    if args.audio and Path(args.audio).suffix.lower() in (".h5", ".hdf", ".hdf5"):
+        require("hdf5", what="ptsed evaluate --audio HDF5")
     from ptsed.core.errors import ConfigError
     from ptsed.evaluation.annotations import read_durations, read_ground_truth
     from ptsed.evaluation.protocol import METRICS, evaluate, get_protocol

@@ -122,6 +122,9 @@ def _no_recipe(parser: argparse.ArgumentParser) -> int:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ptsed.extras import require
+
+    require("train", "hdf5", what="ptsed train")
     import yaml
 
     from ptsed.core.errors import ConfigError

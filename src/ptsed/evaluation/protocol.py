@@ -145,6 +145,9 @@ def evaluate(
     Raises:
         ConfigError: nothing to evaluate (no common clips or classes), unknown metric names.
     """
+    from ptsed.extras import require
+
+    require("eval", what="ptsed.evaluation")  # before a model source spends its inference time
     proto = get_protocol(protocol)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
