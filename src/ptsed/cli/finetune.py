@@ -83,6 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, help="random seed [0]")
     t.add_argument("--select", choices=["best", "last"], help="export the best (val PSDS1) or last weights [best]")
     t.add_argument("--wandb", metavar="PROJECT", help="also log to Weights & Biases")
+    t.add_argument("--teacher", metavar="FILE", help="distil from this frozen model (checkpoint, same classes)")
+    t.add_argument("--distill-weight", type=float, metavar="W",
+                   help="weight of the distillation loss against the label loss [0.9 with --teacher]")  # fmt: skip
     c = p.add_argument_group("config and output")
     c.add_argument("--config", metavar="YAML", help="settings file (same keys as the flags, see docs/training.md)")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="any setting")
@@ -109,6 +112,9 @@ def _read_labels(path: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ptsed.extras import require
+
+    require("train", what="ptsed finetune")
     from ptsed.train.config import build_config
     from ptsed.train.finetune import finetune
 
@@ -138,12 +144,15 @@ def run(args: argparse.Namespace) -> int:
             "seed",
             "select",
             "wandb",
+            "teacher",
         )
     }
     flags["labels"] = _read_labels(args.labels) if args.labels else None
     optim = {"lr": args.lr, "lr_decay": args.lr_decay, "weight_decay": args.weight_decay}
     optim["warmup_steps"] = args.warmup_steps
     flags.update({f"optim.{k}": v for k, v in optim.items()})
+    if args.teacher or args.distill_weight is not None:
+        flags["loss.distillation_loss_weight"] = 0.9 if args.distill_weight is None else args.distill_weight
     config = build_config(args.preset, args.config, args.overrides, flags)
     result = finetune(config, args.output, resume=args.resume, progress=not args.quiet)
     print(f"wrote {result.checkpoint} ({result.steps} steps, {result.train_seconds / 60:.1f} min)")

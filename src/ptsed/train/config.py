@@ -46,6 +46,8 @@ class FinetuneConfig:
         bn_recalibrate: batches of training data used to re-estimate BatchNorm statistics of the exported
             weights (0: keep the running averages; only models with BatchNorm, e.g. frame_mn, are affected).
         wandb: Weights & Biases project name (None: no wandb).
+        teacher: checkpoint file of a frozen teacher model with the run's classes (in the same order) whose
+            frame probabilities are distillation targets, weighted by ``loss.distillation_loss_weight``.
         optim, loss, augment: see :class:`OptimConfig`, :class:`LossConfig`, :class:`AugmentConfig`.
     """
 
@@ -76,6 +78,7 @@ class FinetuneConfig:
     median_filter_s: float = 0.28
     bn_recalibrate: int = 0
     wandb: str | None = None
+    teacher: str | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

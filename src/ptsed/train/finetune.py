@@ -100,6 +100,26 @@ def build_model(config: FinetuneConfig, labels: Sequence[str], start: SEDModel |
     return model
 
 
+def load_teacher(config: FinetuneConfig, labels: Sequence[str]) -> SEDModel | None:
+    """The frozen distillation teacher of ``config`` (``None`` without one); its classes must be ``labels``."""
+    from ptsed.models.factory import create_model
+
+    weight = config.loss.distillation_loss_weight
+    if config.teacher is None:
+        if weight > 0:
+            raise ConfigError("loss.distillation_loss_weight > 0 needs a teacher (--teacher FILE)")
+        return None
+    if weight <= 0:
+        raise ConfigError(f"teacher {config.teacher} is unused: set loss.distillation_loss_weight > 0")
+    teacher = create_model(config.model, checkpoint_path=config.teacher)
+    if list(teacher.labels or []) != list(labels):
+        raise ConfigError(
+            f"teacher {config.teacher} has other classes than the run, or another order; "
+            "pass --labels in the teacher's order"
+        )
+    return teacher
+
+
 @dataclass
 class FinetuneResult:
     """What :func:`finetune` produced."""
@@ -161,6 +181,9 @@ def finetune(
     Returns:
         A :class:`FinetuneResult` (the exported file, validation scores, chosen post-processing, time).
     """
+    from ptsed.extras import require
+
+    require("train", what="ptsed.train.finetune")
     import lightning as L
     import yaml
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -189,6 +212,7 @@ def finetune(
             config.valid, role="valid", labels=labels, sample_rate=sample_rate, window_s=window, train=False
         )
     model = build_model(config, labels, start_model)
+    teacher = load_teacher(config, labels)
 
     reference = reference_from_dataset(valid_ds) if valid_ds is not None else None
     module = SEDTrainModule(
@@ -197,6 +221,7 @@ def finetune(
         config.loss,
         config.augment,
         seed=config.seed,
+        teacher=teacher,
         reference=reference,
         val_median_filter_s=config.median_filter_s,
     )
@@ -321,4 +346,4 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["FinetuneResult", "adapt_model", "build_model", "finetune", "load_start_model"]
+__all__ = ["FinetuneResult", "adapt_model", "build_model", "finetune", "load_start_model", "load_teacher"]
