@@ -107,7 +107,7 @@ def test_models_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
 
     assert main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert set(rows) == set(PRETRAINED)
+    assert set(rows) == {*PRETRAINED, "demo"}  # the shipped demo is listed too
     for name, spec in PRETRAINED.items():
         assert rows[name]["implemented"] == spec.implemented and rows[name]["license"] == spec.license
     assert rows["tiny.as_strong"]["macs_per_10s"] == _tiny_macs(160_000, 447)
@@ -149,4 +149,4 @@ def test_models_no_profile(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     monkeypatch.setattr(profile, "profile_model", boom)
     assert main(["models", "--no-profile", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == len(PRETRAINED) and all(r["params"] is None for r in rows)
+    assert len(rows) == len(PRETRAINED) + 1 and all(r["params"] is None for r in rows)  # + demo

@@ -282,6 +282,20 @@ def print_events_table(result: Any, header: list[bool], out: Any = None) -> None
     out.flush()
 
 
+def describe_models(args: argparse.Namespace, predictor: Any) -> str:
+    """``"model demo: 10 classes (...)"``: the model(s) of a run and the size of their vocabulary, for the summary
+    (a sound outside the vocabulary is never reported); ``""`` when no model ran (saved scores)."""
+    models = getattr(predictor, "models", None)
+    if not models:
+        return ""
+    given = [name for name, _ in (args.models or [])]
+    names = [(given[i] if i < len(given) else None) or m.name or "model" for i, m in enumerate(models)]
+    return (
+        f"model{'s' if len(names) > 1 else ''} {', '.join(names)}: {len(predictor.labels)} classes "
+        "(sounds of other classes are not reported)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from ptsed.core.errors import ConfigError
     from ptsed.extras import require_outputs
@@ -347,6 +361,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         print(summary.text(), file=sys.stderr)
+        if describe_models(args, predictor):
+            print(describe_models(args, predictor), file=sys.stderr)
         if args.output:
             print(f"outputs in {args.output}", file=sys.stderr)
     return summary.exit_code

@@ -246,4 +246,41 @@ def zoo_table(profile: bool = True) -> list[dict[str, Any]]:
             else:
                 row["params"], row["macs_per_10s"] = p.params, p.macs
         rows.append(row)
+    demo = demo_row(profile)
+    if demo is not None:
+        rows.append(demo)
     return rows
+
+
+def demo_row(profile: bool = True, input_s: float = 10.0) -> dict[str, Any] | None:
+    """The :func:`zoo_table` row of the shipped ``demo`` model, measured on its checkpoint (``None`` when this
+    installation lacks it)."""
+    from ptsed.core.errors import CheckpointError
+    from ptsed.models.demo import demo_checkpoint_path
+    from ptsed.models.factory import create_model
+
+    try:
+        path = demo_checkpoint_path()
+    except CheckpointError:
+        return None
+    model = create_model("demo")
+    row: dict[str, Any] = {
+        "name": "demo",
+        "arch": model.arch,
+        "tag": "",
+        "title": f"{model.arch} trained offline on synthetic soundscapes of {len(model.labels or [])} classes",
+        "stage": "demo",
+        "classes": len(model.labels or []),
+        "implemented": True,
+        "cached": True,  # ships inside the package
+        "params": None,
+        "macs_per_10s": None,
+        "license": "see ATTRIBUTION.tsv",
+        "url": "",
+        "filename": path.name,
+        "path": str(path),
+    }
+    if profile:
+        wave = torch.zeros(1, round(input_s * model.sample_rate))
+        row["params"], row["macs_per_10s"] = count_parameters(model), count_macs(model, wave)
+    return row
