@@ -24,15 +24,6 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 """Extra -> the top-level modules ptsed imports from it (``pkg_resources``: sed_scores_eval's dependency
 dcase_util needs setuptools < 81, which the ``eval`` extra pins)."""
 
-ENABLES: dict[str, str] = {
-    "media": "decoding m4a/aac/mp4/webm and other containers (PyAV)",
-    "plot": "`ptsed detect --plot` and PSD-ROC plots (matplotlib)",
-    "hdf5": "HDF5 outputs (`--format h5`), PaSST-style HDF5 audio, ensemble logits (h5py)",
-    "eval": "`ptsed evaluate` and ptsed.evaluation: PSDS1/2, pAUROC, F1 (sed_scores_eval, pandas)",
-    "train": "`ptsed finetune`, `ptsed train`, `ptsed tune` (Lightning, TensorBoard, PyYAML; includes eval, hdf5)",
-}
-"""What each extra enables (the README's table)."""
-
 
 class MissingExtraError(PtsedError, ImportError):
     """An optional dependency of the requested feature is not installed."""
@@ -91,7 +82,6 @@ def has(extra: str) -> bool:
 
 
 __all__ = [
-    "ENABLES",
     "EXTRAS",
     "FORMAT_EXTRAS",
     "MissingExtraError",
