@@ -28,23 +28,12 @@ import numpy as np
 from ptsed.core.errors import ConfigError
 from ptsed.core.types import FrameScores
 from ptsed.postprocess.pipeline import DEFAULT_MEDIAN_FILTER_S, DEFAULT_THRESHOLD
-from ptsed.postprocess.profile import Profile
+from ptsed.postprocess.profile import MEDIAN_GRID_S, MIN_THRESHOLD, OBJECTIVES, Profile
 
 Events = list[tuple[float, float, str]]
 
-MEDIAN_GRID_S = (0.0, 0.12, 0.28, 0.36, 0.44, 0.6, 0.84, 1.0)
-"""Median filter lengths (seconds) tried per class."""
-
-MIN_THRESHOLD = 0.05
-"""No fitted threshold is lower: a near-zero threshold marks almost every frame active."""
-
 COLLAR = {"onset_collar": 0.2, "offset_collar": 0.2, "offset_collar_rate": 0.2}
 """DCASE event-based collars: onset 200 ms, offset max(200 ms, 20 % of the event)."""
-
-OBJECTIVES = {
-    "event_f1": "collar-based event F1 (onset 0.2 s, offset max(0.2 s, 20 %))",
-    "psds1": "intersection-based F1 at PSDS1's criteria (dtc = gtc = 0.7)",
-}
 
 
 def _curves(objective: str, frames: dict, gt: Mapping[str, Events]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

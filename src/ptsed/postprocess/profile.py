@@ -36,6 +36,18 @@ DECODERS = ("median",)
 """Decoders a profile can apply to: ``median`` is :class:`~ptsed.postprocess.pipeline.PostProcessor`'s
 chain (median filter, threshold, contiguous regions)."""
 
+MEDIAN_GRID_S = (0.0, 0.12, 0.28, 0.36, 0.44, 0.6, 0.84, 1.0)
+"""Median filter lengths (seconds) tried per class by the fit (:mod:`ptsed.evaluation.tuning`)."""
+
+MIN_THRESHOLD = 0.05
+"""No fitted threshold is lower: a near-zero threshold marks almost every frame active."""
+
+OBJECTIVES = {
+    "event_f1": "collar-based event F1 (onset 0.2 s, offset max(0.2 s, 20 %))",
+    "psds1": "intersection-based F1 at PSDS1's criteria (dtc = gtc = 0.7)",
+}
+"""What the fit can maximise, per class (see :mod:`ptsed.evaluation.tuning`)."""
+
 
 @dataclass
 class Profile:
@@ -182,4 +194,13 @@ def save_profile(profile: Profile | Mapping[str, Any], path: str | Path) -> Path
     return path
 
 
-__all__ = ["DECODERS", "PROFILE_FORMAT", "Profile", "load_profile", "save_profile"]
+__all__ = [
+    "DECODERS",
+    "MEDIAN_GRID_S",
+    "MIN_THRESHOLD",
+    "OBJECTIVES",
+    "PROFILE_FORMAT",
+    "Profile",
+    "load_profile",
+    "save_profile",
+]
