@@ -209,3 +209,44 @@ def test_finetune_stores_its_profile_and_validation_windows(tmp_path: Path, monk
     assert stored["decoder"] == "median" and stored["fitted_on"]["windows"] == windows
     assert stored["fitted_on"]["clips"] == 3 and stored["objective"]["name"] == "event_f1"
     assert load_profile(out / "postprocess.json").thresholds == stored["thresholds"]
+
+
+SOUNDSCAPES = Path(__file__).resolve().parents[1] / ".." / "shared" / "soundscapes"
+
+
+@pytest.mark.skipif(not (SOUNDSCAPES / "sources").is_dir(), reason="needs ../shared/soundscapes")
+def test_the_fitted_objective_is_what_detect_then_scores(tmp_path: Path):
+    """The fit runs on the scores detect produces: detect's events with the profile reach, class by class,
+    the event F1 that tune reports (on the same clips)."""
+    from sed_scores_eval import collar_based
+
+    from ptsed.evaluation.annotations import read_detections, read_ground_truth
+    from ptsed.evaluation.scores import events_to_scores
+    from ptsed.evaluation.tuning import COLLAR
+    from ptsed.models.factory import create_model
+
+    only = [a for c in ("speech", "music", "beep", "bird", "gunshot") for a in ("--only", c)]
+    src, dev = SOUNDSCAPES / "sources", tmp_path / "dev"
+    assert main(["synth", "--foreground", str(src / "foreground"), "--background", str(src / "background"),
+                 "--classes", str(SOUNDSCAPES / "classes.tsv"), *only, "--count", "12", "--seed", "3",
+                 "--output", str(dev), "--no-progress"]) == 0  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["tune", "--model", "demo", "--audio", str(dev / "audio"), "--device", "cpu",
+                     "--ground-truth", str(dev / "labels.tsv"), "--output", str(tmp_path / "p.json")]) == 0  # fmt: skip
+        assert main(["detect", str(dev / "audio"), "--model", "demo", "--postprocess", str(tmp_path / "p.json"),
+                     "--device", "cpu", "--quiet", "--output", str(tmp_path / "det")]) == 0  # fmt: skip
+    profile = load_profile(tmp_path / "p.json")
+    assert profile.fitted and profile.fitted_on["windows"] == {"window_s": 10.0, "hop_s": 5.0, "stitch": "centre"}
+    labels = create_model("demo").labels
+    gt, _ = read_ground_truth(dev / "labels.tsv")
+    detected = read_detections(tmp_path / "det" / "events.tsv")
+    present = sorted({e[2] for evs in gt.values() for e in evs})
+    frames = {}
+    for clip in gt:
+        scores, ts = events_to_scores(detected.get(clip, []), labels, 10.0)
+        frames[clip] = FrameScores(scores, ts, labels).to_dataframe()[["onset", "offset", *present]]
+    f1, *_ = collar_based.fscore(frames, gt, 0.5, **COLLAR)
+    assert sorted(profile.objective["per_class"]) == present
+    for label, value in profile.objective["per_class"].items():
+        assert f1[label] == pytest.approx(value, abs=1e-5), label
