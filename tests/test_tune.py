@@ -75,12 +75,14 @@ def _write_gt(path: Path, gt: dict) -> None:
 def test_tune_writes_a_profile_that_detect_applies(tmp_path: Path, capsys):
     scores, gt = _dev_set(pos=0.3, neg=0.02)
     _write_scores(tmp_path / "scores", scores)
-    _write_gt(tmp_path / "gt.tsv", gt)
+    _write_gt(tmp_path / "gt.tsv", {**gt, "clip000.wav": [*gt["clip000.wav"], (0.1, 0.3, "cat")]})
     (tmp_path / "dur.tsv").write_text("filename\tduration\n" + "".join(f"{n}\t2.0\n" for n in gt))
     out = tmp_path / "profile.json"
     args = ["tune", "--scores", str(tmp_path / "scores"), "--ground-truth", str(tmp_path / "gt.tsv")]
     assert main([*args, "--durations", str(tmp_path / "dur.tsv"), "--output", str(out), "--median-grid", "0"]) == 0
-    assert "event_f1 1.000 with the profile, 0.000 with the defaults" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "event_f1 1.000 with the profile, 0.000 with the defaults" in printed.out
+    assert "class 'cat' is not among the model's classes" in printed.err
     data = json.loads(out.read_text())
     assert data["decoder"] == "median" and data["objective"]["name"] == "event_f1" and data["ptsed_version"]
     assert data["fitted_on"]["clips"] == 6 and data["fitted_on"]["scores"] == str(tmp_path / "scores")

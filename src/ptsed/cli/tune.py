@@ -114,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
         source = make_source(scores=args.scores)
         fitted_on["scores"] = str(args.scores)
     scores, truth, notes = read_dev_set(source, gt, durations, progress=args.progress)
+    unknown = sorted({e[2] for events in truth.values() for e in events} - set(source.labels))
+    if unknown:
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+        notes.append(f"ground-truth class {unknown[0]!r}{more} is not among the model's classes and is not fitted")
     for note in notes:
         print(f"ptsed tune: {note}", file=sys.stderr)
     profile = fit_postprocess(
