@@ -121,16 +121,63 @@ def test_warmup_cosine_schedule():
 
 # -- validation ---------------------------------------------------------------------------------------------
 def test_stitcher_averages_overlapping_windows_and_crops_padding():
-    st = WindowStitcher(["a"], hop_s=0.04)
+    st = WindowStitcher(["a"], hop_s=0.04, stitch="mean")
     w1 = np.full((1, 1, 250), 0.2, np.float32)
     w2 = np.full((1, 1, 250), 0.6, np.float32)
+    st.add(w2, ["f.wav"], [5.0], [7.0])  # 7 s of real audio: frames 125..299; windows may come in any order
     st.add(w1, ["f.wav"], [0.0], [10.0])
-    st.add(w2, ["f.wav"], [5.0], [7.0])  # 7 s of real audio: frames 125..299
     fs = st.result({"f.wav": 12.0})["f.wav"]
     assert fs.scores.shape == (300, 1)
     assert np.allclose(fs.scores[:125, 0], 0.2) and np.allclose(fs.scores[125:250, 0], 0.4)
     assert np.allclose(fs.scores[250:, 0], 0.6)
     assert fs.timestamps[-1] == 12.0 and fs.timestamps[1] == pytest.approx(0.04)
+    # detect's default: each frame from the window whose centre is nearest (centres at 5 s and 10 s)
+    st = WindowStitcher(["a"], hop_s=0.04)
+    st.add(np.concatenate([w1, w2]), ["f.wav"] * 2, [0.0, 5.0], [10.0, 7.0])
+    fs = st.result({"f.wav": 12.0})["f.wav"]
+    assert np.allclose(fs.scores[:187, 0], 0.2) and np.allclose(fs.scores[187:, 0], 0.6)
+
+
+def test_validation_scores_equal_detect_scores(tmp_path):
+    """Validation inside training (the dataset's windows, the Lightning module's validation loop, its
+    stitcher) gives exactly the frame scores and timestamps that ``Predictor`` (``ptsed detect``) gives on
+    the same audio at detect's defaults: the model's window, a hop of half a window, centre stitching."""
+    import lightning as L
+    import soundfile as sf
+
+    from ptsed.data.dcase import DCASEDataset
+    from ptsed.inference.predictor import Predictor
+    from ptsed.train.module import SEDTrainModule
+    from ptsed.train.validation import validation_windows
+    from tiny_models import tiny_model as frame_model
+
+    model = frame_model(context=25)  # outputs near window edges depend on the window: stitching matters
+    rng = np.random.default_rng(0)
+    lengths = {"long.wav": 23.3, "short.wav": 6.1, "exact.wav": 20.0}
+    for name, seconds in lengths.items():
+        sf.write(tmp_path / name, (0.3 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000)
+    rows = "".join(f"{name}\t1.0\t2.5\t{model.labels[0]}\n" for name in lengths)
+    (tmp_path / "strong.tsv").write_text("filename\tonset\toffset\tevent_label\n" + rows)
+    windows = validation_windows(model)
+    assert windows == {"window_s": 10.0, "hop_s": 5.0, "stitch": "centre"}
+    ds = DCASEDataset(
+        tmp_path, tmp_path / "strong.tsv", labels=model.labels, window_s=windows["window_s"],
+        window_hop_s=windows["hop_s"],
+    )  # fmt: skip
+    module = SEDTrainModule(model, reference=reference_from_dataset(ds), val_stitch=windows["stitch"])
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    # one window per forward pass on both sides: batches of other sizes differ in float rounding (BLAS)
+    trainer.validate(module, torch.utils.data.DataLoader(ds, batch_size=1), verbose=False)
+    val = module.last_val_scores
+    predictor = Predictor(model, device="cpu", batch_size=1)
+    for name in lengths:
+        det = predictor.frame_scores(tmp_path / name)
+        assert val[name].scores.shape == det.scores.shape and val[name].labels == det.labels
+        np.testing.assert_array_equal(val[name].timestamps, det.timestamps)
+        np.testing.assert_array_equal(val[name].scores, det.scores)
+    # the averaging stitcher that validation used before gives other scores
+    mean = Predictor(model, device="cpu", stitch="mean").frame_scores(tmp_path / "long.wav")
+    assert np.abs(mean.scores - val["long.wav"].scores).max() > 1e-3
 
 
 def _perfect_scores(ref: Reference, labels, noise: float = 0.0, seed: int = 0) -> dict[str, FrameScores]:
@@ -206,6 +253,7 @@ def test_postprocess_choice_keeps_defaults_for_a_class_no_threshold_helps():
         fs.scores[:, 0] = 0.5 - fs.scores[:, 0]  # inverted: high outside the events of class 0
     pp = select_postprocess(scores, ref, ds.labels, median_grid_s=(0.0, 0.2), default_threshold=0.5)
     first, *others = ds.labels
-    assert pp["thresholds"][first] == 0.5 and pp["median_filter_s"][first] == 0.0
+    assert pp["thresholds"][first] == 0.5 and pp["median_filter_s"][first] == 0.36  # detect's defaults
+    assert first not in pp["fitted"] and set(others) <= set(pp["fitted"])
     assert all(0.1 <= pp["thresholds"][c] < 0.4 for c in others)
     assert pp["val_event_f1"] == pytest.approx(2 / 3)  # the mean over classes counts the failed one as 0

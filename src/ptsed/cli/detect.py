@@ -195,6 +195,13 @@ def register(subparsers: Any) -> None:
         help="median filter length, rounded to whole 40 ms frames (0.36 = upstream's 9 frames; 0 disables); "
         "or a file of per-class lengths. Default: the lengths stored in a fine-tuned checkpoint, else 0.36",
     )
+    pp.add_argument(
+        "--postprocess",
+        metavar="FILE",
+        help="a post-processing profile (ptsed tune, or postprocess.json of ptsed finetune): its per-class "
+        "thresholds and median filters replace those stored in the checkpoint; --threshold/--median-filter "
+        "still win",
+    )
     pp.add_argument("--min-duration", type=_float_or_file, default=0.0, metavar="S|FILE", help="drop shorter events")
     pp.add_argument(
         "--merge-gap", type=_float_or_file, default=0.0, metavar="S|FILE", help="join events of a class this close"
@@ -319,12 +326,22 @@ def run(args: argparse.Namespace) -> int:
         postprocess["threshold"] = args.threshold
     if args.median_filter is not None:
         postprocess["median_filter_s"] = args.median_filter if args.median_filter != 0 else None
+    profile = None
+    if args.postprocess:  # below explicit --threshold / --median-filter, above the checkpoint's values
+        from ptsed.postprocess.profile import load_profile
+
+        profile = load_profile(args.postprocess)
+        postprocess = profile.apply(postprocess)
     if not args.models and not args._pending_checkpoint:
         from ptsed.inference.replay import ScoreReplay, find_score_files
 
         files = find_score_files(args.inputs, recursive=not args.no_recursive)
         if files is None:
             raise ConfigError("give a model with --model NAME (see `ptsed models`)")
+        if profile is not None:
+            from ptsed.io.results import read_frame_scores
+
+            profile.check_labels(read_frame_scores(files[0].path)[0].labels, f"profile {args.postprocess!r}")
         predictor: Any = ScoreReplay(PostProcessor(**postprocess), files)
         sources = files
         extra: dict[str, Any] = {}
@@ -332,6 +349,8 @@ def run(args: argparse.Namespace) -> int:
         predictor = build_predictor(args, postprocess)
         sources = sources_from_args(args)
         extra = checkpoint_settings(args)
+        if profile is not None:
+            profile.check_labels(predictor.labels, f"profile {args.postprocess!r}")
         if predictor.postprocess_from_checkpoint and not args.quiet:
             names = {
                 "threshold": ("thresholds", "--threshold"),

@@ -55,8 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "without events dropped, 0.36 s median filter, clips scored as 10 s (upstream's "
                         "evaluation)")  # fmt: skip
     p.add_argument("--median-filter", type=float, metavar="SECONDS",
-                   help="median filter applied to the scores, saved ones included (default: the protocol's, "
-                        "else none; 0 disables)")  # fmt: skip
+                   help="median filter applied to the scores, saved ones included (default: the protocol's; "
+                        "with --model, else what detect applies: the model's stored per-class lengths, else "
+                        "0.36; else none; 0 disables)")  # fmt: skip
     p.add_argument(
         "--thresholds",
         type=_floats,
@@ -109,6 +110,15 @@ def _load_model(args: argparse.Namespace):  # noqa: ANN202
         raise ConfigError(f"unknown model {name!r}: {err}") from None
 
 
+def detect_median_filter(model):  # noqa: ANN001, ANN201
+    """The median filter ``ptsed detect`` applies for ``model`` by default: the per-class lengths stored in a
+    fine-tuned checkpoint, else 0.36 s (seconds; one number, a mapping label -> seconds, or ``None``)."""
+    from ptsed.inference.predictor import stored_postprocess
+    from ptsed.postprocess.pipeline import PostProcessor
+
+    return PostProcessor(**stored_postprocess([model])).median_filter_lengths(model.labels)
+
+
 def run(args: argparse.Namespace) -> int:
     import warnings
 
@@ -143,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device or "auto",
     )
     kwargs = {} if args.median_filter is None else {"median_filter_s": args.median_filter or None}
+    if model is not None and args.median_filter is None and protocol.median_filter_s is None:
+        kwargs["median_filter_s"] = detect_median_filter(model)
     result = evaluate(
         source,
         gt,

@@ -17,6 +17,7 @@ COMMANDS = {
     "detect": "ptsed.cli.detect",
     "embed": "ptsed.cli.embed",
     "evaluate": "ptsed.cli.evaluate",
+    "tune": "ptsed.cli.tune",
     "models": "ptsed.cli.models",
     "download": "ptsed.cli.download",
     "synth": "ptsed.cli.synth",

@@ -129,8 +129,9 @@ def evaluate(
         ground_truth: clip id -> events (see :func:`ptsed.evaluation.annotations.read_ground_truth`).
         durations: clip id -> seconds. Clips without one take the end of their scores (and are counted).
         protocol: ``"audioset-strong"``, ``None`` (plain) or a :class:`Protocol`.
-        median_filter_s: filter length in seconds applied to the scores (saved ones included); default:
-            the protocol's. ``None`` or 0 disables it. Not applied to detections.
+        median_filter_s: filter length in seconds applied to the scores (saved ones included), or a mapping
+            label -> seconds (classes not in it are not filtered); default: the protocol's. ``None`` or 0
+            disables it. Not applied to detections.
         thresholds: decision thresholds of the collar- and segment-based F1.
         metrics: a subset of :data:`METRICS`.
         memory_limit_bytes: scores beyond this size are kept in a memory-mapped temporary file.
@@ -154,7 +155,10 @@ def evaluate(
         raise ConfigError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
     warn = warn or (lambda msg: None)
     mf = proto.median_filter_s if median_filter_s is _UNSET else median_filter_s
-    mf = float(mf) if mf else None
+    if isinstance(mf, Mapping):  # per-class lengths (a fine-tuned model's stored median filters)
+        mf = {str(k): float(v) for k, v in mf.items()} if any(float(v) > 0 for v in mf.values()) else None
+    else:
+        mf = float(mf) if mf else None
     if mf is not None and not getattr(source, "filterable", True):
         warn(f"the median filter ({mf} s) is not applied to detections")
         mf = None

@@ -47,7 +47,8 @@ class ScoreStore:
         labels: the K classes kept, in order; :meth:`add` picks these columns by name.
         dtype: storage dtype (float32 for model outputs; float64 keeps text scores exact).
         median_filter_s: class-wise median filter length in seconds applied to each clip as it is added
-            (``None``: none), with :func:`ptsed.postprocess.filters.median_filter`.
+            (one for all, or a mapping label -> seconds; ``None``: none), with
+            :func:`ptsed.postprocess.filters.median_filter`.
         memory_limit_bytes: beyond this size the scores live in a temporary file (memory-mapped).
         tmp_dir: where that file goes (default: the system temp folder).
     """
@@ -57,7 +58,7 @@ class ScoreStore:
         labels: Sequence[str],
         *,
         dtype: np.dtype | type = np.float32,
-        median_filter_s: float | None = None,
+        median_filter_s: float | Mapping[str, float] | None = None,
         memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT,
         tmp_dir: str | Path | None = None,
     ) -> None:
@@ -119,7 +120,7 @@ class ScoreStore:
             hop = uniform_hop(timestamps)
             if hop is None:
                 raise ConfigError(f"scores of {clip!r} are not on an even frame grid; cannot median-filter them")
-            scores = median_filter(scores, self.median_filter_s, hop)
+            scores = median_filter(scores, self.median_filter_s, hop, labels=self.labels)
         block = np.ascontiguousarray(scores, dtype=self.dtype)
         t = block.shape[0]
         self._offsets[clip] = (self._total, t)

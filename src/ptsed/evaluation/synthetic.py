@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ptsed.evaluation.annotations import Events, merge_overlapping_events
+from ptsed.postprocess.decode import frame_times
 
 
 def make_synthetic_set(
@@ -47,7 +48,7 @@ def make_synthetic_set(
     rng = np.random.default_rng(seed)
     names = class_names or [f"class{k}" for k in range(n_classes)]
     n_frames = int(round(duration_s / hop_s))
-    ts = np.arange(n_frames + 1) * hop_s
+    ts = frame_times(n_frames + 1, hop_s)
     centres = (ts[:-1] + ts[1:]) / 2
     gt: dict[str, Events] = {}
     durations: dict[str, float] = {}

@@ -26,11 +26,24 @@ Two ways to stitch overlapping outputs (:class:`Stitcher`):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
 
 STITCH_MODES = ("centre", "mean")
+
+
+def default_hop_frames(window_frames: int) -> int:
+    """The hop between windows that ``ptsed detect`` uses unless told otherwise: half a window, in whole
+    frames (125 frames = 5 s for a 10 s window)."""
+    return max(1, int(window_frames) // 2)
+
+
+def output_frames(duration_s: float, frame_hop_s: float) -> int:
+    """Frames of the stitched scores of ``duration_s`` seconds of audio: every frame that starts inside the
+    audio (``ceil(duration / hop)``; the last one may be partial; its end time is then the audio's end)."""
+    return max(0, math.ceil(round(float(duration_s) / float(frame_hop_s), 6)))
 
 
 class WindowCutter:

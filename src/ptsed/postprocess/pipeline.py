@@ -151,6 +151,16 @@ class PostProcessor:
             }
         return self._cache[key]
 
+    def median_filter_lengths(self, labels: Sequence[str]) -> float | dict[str, float] | None:
+        """The median filter length of every class in seconds: one number when all classes share it,
+        ``None`` when no class is filtered, else ``{label: seconds}``."""
+        lengths = self._resolved(labels)["median"]
+        if lengths is None or not (lengths > 0).any():
+            return None
+        if (lengths == lengths[0]).all():
+            return float(lengths[0])
+        return {lab: float(v) for lab, v in zip(labels, lengths, strict=True)}
+
     def class_indices(self, labels: Sequence[str]) -> np.ndarray:
         """Indices of the classes events are reported for (include/exclude applied)."""
         classes = self._resolved(labels)["classes"]

@@ -43,6 +43,9 @@ class FinetuneConfig:
         seed: seed of data order, augmentation and initialisation.
         select: export the ``"best"`` (validation PSDS1) or the ``"last"`` weights.
         median_filter_s: median filter used for the validation metrics during training.
+        val_hop_s, val_stitch: hop (seconds; ``None``: half the model's window) and stitching (``"centre"`` or
+            ``"mean"``) of the validation windows; the defaults are ``ptsed detect``'s, so the post-processing
+            chosen on validation fits the scores detect produces.
         bn_recalibrate: batches of training data used to re-estimate BatchNorm statistics of the exported
             weights (0: keep the running averages; only models with BatchNorm, e.g. frame_mn, are affected).
         wandb: Weights & Biases project name (None: no wandb).
@@ -76,6 +79,8 @@ class FinetuneConfig:
     seed: int = 0
     select: str = "best"
     median_filter_s: float = 0.28
+    val_hop_s: float | None = None
+    val_stitch: str = "centre"
     bn_recalibrate: int = 0
     wandb: str | None = None
     teacher: str | None = None

@@ -8,8 +8,10 @@ Output folder layout::
     OUTPUT/logs/version_N/     CSV (metrics.csv) and TensorBoard logs (a resumed run writes the next N)
     OUTPUT/config.yaml         the settings of the run
     OUTPUT/summary.json        scores on the validation split and training time
+    OUTPUT/postprocess.json    the post-processing profile chosen on the validation split (also stored in
+                               model.pt), for `ptsed detect --postprocess FILE`
     OUTPUT/thresholds.json, OUTPUT/median_filter.json
-                               the chosen post-processing, for `ptsed detect --threshold/--median-filter FILE`
+                               the same values, for `ptsed detect --threshold/--median-filter FILE`
 """
 
 from __future__ import annotations
@@ -189,10 +191,11 @@ def finetune(
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from ptsed.models.factory import save_checkpoint
+    from ptsed.postprocess.profile import save_profile
     from ptsed.train.data import ResumableLoader
     from ptsed.train.module import SEDTrainModule, recalibrate_batchnorm
     from ptsed.train.sources import open_source
-    from ptsed.train.validation import evaluate, reference_from_dataset, select_postprocess
+    from ptsed.train.validation import evaluate, reference_from_dataset, select_postprocess, validation_windows
 
     if config.train is None:
         raise ConfigError("no training data: give --train (a DCASE folder, a HEAR task folder or a DESED root)")
@@ -206,10 +209,16 @@ def finetune(
     )
     labels = list(config.labels or train_ds.labels)
     valid_ds = None
+    val_windows = validation_windows(start_model, config.val_hop_s, config.val_stitch)  # detect's defaults
     if config.valid:
-        window = start_model.window_s
         valid_ds = open_source(
-            config.valid, role="valid", labels=labels, sample_rate=sample_rate, window_s=window, train=False
+            config.valid,
+            role="valid",
+            labels=labels,
+            sample_rate=sample_rate,
+            window_s=val_windows["window_s"],
+            window_hop_s=val_windows["hop_s"],
+            train=False,
         )
     model = build_model(config, labels, start_model)
     teacher = load_teacher(config, labels)
@@ -224,6 +233,7 @@ def finetune(
         teacher=teacher,
         reference=reference,
         val_median_filter_s=config.median_filter_s,
+        val_stitch=val_windows["stitch"],
     )
     train_loader = ResumableLoader(
         train_ds,
@@ -300,7 +310,9 @@ def finetune(
     if val_loader is not None and reference is not None and len(reference):
         trainer.validate(module, val_loader, verbose=False)
         scores = module.last_val_scores
-        postprocess = select_postprocess(scores, reference, labels)
+        postprocess = select_postprocess(
+            scores, reference, labels, fitted_on={"valid": str(config.valid), "windows": val_windows}
+        )
         metrics = {
             f"default_{k}": v for k, v in evaluate(scores, reference, median_filter_s=config.median_filter_s).items()
         }
@@ -320,11 +332,14 @@ def finetune(
             "seconds": round(train_seconds, 1),
             "metrics": metrics,
             "start": config.checkpoint or f"{config.model} ({'pretrained' if config.pretrained else 'random init'})",
+            "validation_windows": val_windows if config.valid else None,
         },
     )
     pp = postprocess or _default_postprocess(labels, config.median_filter_s)
     for key, name in (("thresholds", "thresholds.json"), ("median_filter_s", "median_filter.json")):
         (output / name).write_text(json.dumps(pp[key], indent=1), encoding="utf-8")  # for --threshold FILE etc.
+    if postprocess:
+        save_profile(postprocess, output / "postprocess.json")  # for `ptsed detect --postprocess FILE`
     summary = {"checkpoint": str(path), "steps": int(trainer.global_step), "train_seconds": train_seconds, **metrics}
     (output / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return FinetuneResult(path, metrics, postprocess, train_seconds, int(trainer.global_step))

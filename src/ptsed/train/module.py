@@ -68,6 +68,8 @@ class SEDTrainModule(L.LightningModule):
         reference: ground truth of the validation set (for PSDS1 / event-F1); without it only the
             validation loss is logged.
         val_median_filter_s: median filter (seconds) applied before the validation metrics.
+        val_stitch: how overlapping validation windows are stitched (``"centre"``, detect's default, or
+            ``"mean"``); the hop comes from the validation dataset's windows.
         total_steps: optimiser steps of the schedule (default: Lightning's estimate).
     """
 
@@ -83,6 +85,7 @@ class SEDTrainModule(L.LightningModule):
         reference: Reference | None = None,
         val_median_filter_s: float = 0.28,
         total_steps: int | None = None,
+        val_stitch: str = "centre",
     ) -> None:
         super().__init__()
         self.model = model
@@ -98,7 +101,7 @@ class SEDTrainModule(L.LightningModule):
         self.total_steps = total_steps
         self.from_logits = model.head_config.head_type != "attention"
         self._pending_rng: dict[str, Any] | None = None
-        self._stitcher = WindowStitcher(model.labels, model.frame_hop_s)
+        self._stitcher = WindowStitcher(model.labels, model.frame_hop_s, val_stitch)
         self._val_losses: list[float] = []
         self.last_val_scores: dict[str, Any] = {}
         # front-ends are fixed transforms; a frozen backbone is a linear probe

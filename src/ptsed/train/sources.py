@@ -100,6 +100,7 @@ def open_source(
     sample_rate: int,
     window_s: float,
     train: bool,
+    window_hop_s: float | None = None,
 ) -> Any:
     """The dataset of a source (see the module docstring).
 
@@ -109,11 +110,14 @@ def open_source(
         labels: class order (``None``: the labels found in the data).
         sample_rate, window_s: of the model being trained.
         train: random training crops (``False``: fixed windows for validation).
+        window_hop_s: hop between the fixed windows (``None``: the window, no overlap).
     """
     text = str(path)
     folder, _, split = text.partition("#")
     kind = source_kind(folder)
     common = {"labels": labels, "sample_rate": sample_rate, "window_s": window_s, "train": train}
+    if window_hop_s is not None:
+        common["window_hop_s"] = window_hop_s
     if kind == "hear":
         from ptsed.data.hear import HEARDataset
 

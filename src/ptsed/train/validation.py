@@ -1,7 +1,11 @@
 """Validation during training: window scores -> per-file frame scores -> PSDS1 / event-F1, and the choice of
 post-processing (per-class thresholds and median filter lengths) stored in the exported checkpoint.
 
-The post-processing dict written into a checkpoint (``checkpoint_extra["postprocess"]``) is::
+Validation windows are cut and stitched as ``ptsed detect`` cuts and stitches them (:func:`validation_windows`,
+:class:`WindowStitcher`), so the post-processing chosen on them fits the scores detect produces.
+
+The post-processing dict written into a checkpoint (``checkpoint_extra["postprocess"]``) is a
+post-processing profile (:mod:`ptsed.postprocess.profile`, the same as ``ptsed tune`` writes) plus::
 
     {
         "thresholds": {label: float},        # a frame is active when its score > threshold
@@ -21,14 +25,10 @@ from typing import Any
 import numpy as np
 
 from ptsed.core.types import FrameScores
+from ptsed.evaluation.tuning import COLLAR, MEDIAN_GRID_S
+from ptsed.postprocess.pipeline import DEFAULT_MEDIAN_FILTER_S, DEFAULT_THRESHOLD
 
 Events = list[tuple[float, float, str]]
-
-MEDIAN_GRID_S = (0.0, 0.12, 0.28, 0.44, 0.6, 0.84, 1.0)
-"""Median filter lengths (seconds) tried per class when choosing the post-processing."""
-
-COLLAR = {"onset_collar": 0.2, "offset_collar": 0.2, "offset_collar_rate": 0.2}
-"""DCASE event-based collars: onset 200 ms, offset max(200 ms, 20 % of the event)."""
 
 
 @dataclass
@@ -76,18 +76,55 @@ def reference_from_dataset(dataset: Any) -> Reference:
     return ref
 
 
+def validation_windows(
+    model: Any, hop_s: float | None = None, stitch: str = "centre", window_s: float | None = None
+) -> dict[str, Any]:
+    """How validation cuts and stitches windows: ``ptsed detect``'s defaults unless set.
+
+    Args:
+        model: the model being trained (``window_s``, ``frame_hop_s``).
+        hop_s: hop between windows in seconds, rounded to whole frames (``None``: half a window, as detect).
+        stitch: ``"centre"`` (detect's default) or ``"mean"``.
+        window_s: window length in seconds (``None``: the model's, as detect).
+
+    Returns:
+        ``{"window_s", "hop_s", "stitch"}`` (seconds), recorded in the checkpoint that finetune writes.
+    """
+    from ptsed.core.errors import ConfigError
+    from ptsed.inference.windows import STITCH_MODES, default_hop_frames
+
+    frame = float(model.frame_hop_s)
+    frames = max(1, round(float(window_s if window_s is not None else model.window_s) / frame))
+    hop = default_hop_frames(frames) if hop_s is None else round(float(hop_s) / frame)
+    if not 1 <= hop <= frames:
+        raise ConfigError(f"the validation hop must be between {frame} s and the window ({frames * frame:g} s)")
+    if stitch not in STITCH_MODES:
+        raise ConfigError(f"unknown stitch mode {stitch!r}; expected one of {', '.join(STITCH_MODES)}")
+    return {"window_s": round(frames * frame, 6), "hop_s": round(hop * frame, 6), "stitch": stitch}
+
+
 class WindowStitcher:
-    """Collects window predictions (B, K, T) and averages overlapping windows into per-file scores.
+    """Collects window predictions (B, K, T) of many files and stitches them per file exactly as ``ptsed
+    detect`` does: the same :class:`~ptsed.inference.windows.Stitcher`, the same number of output frames
+    (:func:`~ptsed.inference.windows.output_frames`) and the same frame timestamps
+    (:func:`~ptsed.postprocess.decode.frame_times`). Given the windows detect cuts (the model's window, a
+    hop of half a window: :func:`~ptsed.inference.windows.default_hop_frames`), the scores equal detect's.
 
     Args:
         labels: the K class names.
         hop_s: frame hop in seconds (0.04).
+        stitch: ``"centre"`` (detect's default) or ``"mean"`` (see :mod:`ptsed.inference.windows`).
     """
 
-    def __init__(self, labels: Sequence[str], hop_s: float = 0.04) -> None:
+    def __init__(self, labels: Sequence[str], hop_s: float = 0.04, stitch: str = "centre") -> None:
+        from ptsed.inference.windows import STITCH_MODES
+
+        if stitch not in STITCH_MODES:
+            raise ValueError(f"unknown stitch mode {stitch!r}; expected one of {STITCH_MODES}")
         self.labels = list(labels)
         self.hop_s = hop_s
-        self._parts: dict[str, list[tuple[int, np.ndarray]]] = {}
+        self.stitch = stitch
+        self._parts: dict[str, dict[int, np.ndarray]] = {}
         self._ends: dict[str, float] = {}
 
     def add(
@@ -97,34 +134,35 @@ class WindowStitcher:
         offsets_s: Iterable[float],
         durations_s: Iterable[float],
     ) -> None:
-        """Add a batch: ``probs`` (B, K, T); per window its file, start and seconds of real audio."""
+        """Add a batch: ``probs`` (B, K, T); per window its file, start (s) and seconds of real audio in it.
+
+        Windows may come in any order; a window added twice (same file and start) counts once.
+        """
         for p, name, off, dur in zip(probs, filenames, offsets_s, durations_s, strict=True):
             start = int(round(float(off) / self.hop_s))
-            valid = min(p.shape[-1], max(1, int(round(float(dur) / self.hop_s))))
-            self._parts.setdefault(name, []).append((start, np.asarray(p[:, :valid], dtype=np.float32)))
+            self._parts.setdefault(name, {}).setdefault(start, np.asarray(p, dtype=np.float32).T)
             self._ends[name] = max(self._ends.get(name, 0.0), float(off) + float(dur))
 
     def __len__(self) -> int:
         return len(self._parts)
 
     def result(self, durations: Mapping[str, float] | None = None) -> dict[str, FrameScores]:
-        """``{filename: FrameScores}``; the last boundary is the file duration (from ``durations`` if given)."""
+        """``{filename: FrameScores}`` (T, K) on detect's frame grid; a file's length is its duration in
+        ``durations`` when given, else the end of the real audio of its last window."""
+        from ptsed.inference.windows import Stitcher, output_frames
+        from ptsed.postprocess.decode import frame_times
+
         out = {}
-        k = len(self.labels)
         for name, parts in self._parts.items():
-            n = max(s + p.shape[1] for s, p in parts)
-            acc = np.zeros((n, k), np.float64)
-            cnt = np.zeros((n, 1), np.float64)
-            for s, p in parts:
-                acc[s : s + p.shape[1]] += p.T
-                cnt[s : s + p.shape[1]] += 1
-            scores = (acc / np.maximum(cnt, 1)).astype(np.float32)
             end = float(durations[name]) if durations and name in durations else self._ends[name]
-            ts = np.arange(n + 1, dtype=np.float64) * self.hop_s
-            ts[-1] = max(end, ts[-2] + 1e-6) if n > 0 else end
-            keep = ts[:-1] < ts[-1]
-            scores, ts = scores[keep], np.concatenate([ts[:-1][keep], ts[-1:]])
-            out[name] = FrameScores(scores, ts, self.labels, source=name)
+            n = output_frames(end, self.hop_s)
+            starts = sorted(parts)
+            stitcher = Stitcher(parts[starts[0]].shape[0], self.stitch, n)
+            for s in starts:
+                stitcher.add(s, parts[s])
+            scores = stitcher.finish(n)
+            meta = {"hop_s": self.hop_s, "duration_s": end, "stitch": self.stitch}
+            out[name] = FrameScores(scores, frame_times(n + 1, self.hop_s, end), self.labels, source=name, meta=meta)
         return out
 
     def clear(self) -> None:
@@ -194,38 +232,37 @@ def select_postprocess(
     reference: Reference,
     labels: Sequence[str],
     median_grid_s: Sequence[float] = MEDIAN_GRID_S,
-    default_threshold: float = 0.5,
-    default_median_s: float = 0.0,
+    default_threshold: float = DEFAULT_THRESHOLD,
+    default_median_s: float = DEFAULT_MEDIAN_FILTER_S,
+    objective: str = "event_f1",
+    fitted_on: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Per-class median filter length and decision threshold that maximise the collar-based event F1 on the
-    validation split (each class on its own). Classes without validation events, and classes whose best
-    F1 is 0 (any threshold is as bad; the lowest one would flood the output with false positives), keep the
-    defaults.
+    """Per-class median filter length and decision threshold that maximise the collar-based event F1 (or
+    another objective) on the validation split, each class on its own: :func:`ptsed.evaluation.tuning.
+    fit_postprocess`, the code behind ``ptsed tune``. Classes without validation events, and classes where
+    no threshold beats the defaults, keep the defaults; no threshold is below 0.05.
 
     Returns:
-        The post-processing dict described in the module docstring.
+        The post-processing profile as a dict (see :mod:`ptsed.postprocess.profile`), with the fields
+        described in this module's docstring.
     """
-    names = [n for n in scores if n in reference.events]
-    gt = {n: reference.events[n] for n in names}
-    present = sorted({e[2] for evs in gt.values() for e in evs} & set(labels))
-    thresholds = {c: float(default_threshold) for c in labels}
-    medians = {c: float(default_median_s) for c in labels}
-    best_f = {c: -1.0 for c in present}
-    if names and present:
-        for length in median_grid_s:
-            filtered = _filtered({n: scores[n] for n in names}, length)
-            frames = {n: fs.to_dataframe()[["onset", "offset", *present]] for n, fs in filtered.items()}
-            f, thr = _best_event_f1(frames, gt)
-            for c in present:
-                if c in f and np.isfinite(thr[c]) and f[c] > max(best_f[c], 0.0):
-                    best_f[c], thresholds[c], medians[c] = float(f[c]), float(thr[c]), float(length)
-    achieved = [max(v, 0.0) for v in best_f.values()]
+    from ptsed.evaluation.tuning import fit_postprocess
+
+    profile = fit_postprocess(
+        scores,
+        reference.events,
+        labels,
+        objective=objective,
+        median_grid_s=median_grid_s,
+        default_threshold=default_threshold,
+        default_median_s=default_median_s,
+        fitted_on={"split": "validation", **(fitted_on or {})},
+    )
     return {
-        "thresholds": thresholds,
-        "median_filter_s": medians,
+        **profile.to_dict(),
         "selected_on": "validation",
-        "criterion": "collar-based event F1 (onset 0.2 s, offset max(0.2 s, 20 %))",
-        "val_event_f1": float(np.mean(achieved)) if achieved else 0.0,
+        "criterion": profile.objective["criterion"],
+        "val_event_f1": float(profile.objective["value"]),
     }
 
 
@@ -238,11 +275,3 @@ def _event_f1(frames: dict, gt: dict, threshold: Any) -> dict[str, float]:
 
     f, *_ = collar_based.fscore(frames, gt, threshold, **COLLAR, num_jobs=1)
     return {"macro": float(f["macro_average"]), "micro": float(f["micro_average"])}
-
-
-def _best_event_f1(frames: dict, gt: dict) -> tuple[dict[str, float], dict[str, float]]:
-    """Best collar-based F1 per class and the thresholds that reach it."""
-    from sed_scores_eval import collar_based
-
-    f, _, _, thr, _ = collar_based.best_fscore(frames, gt, **COLLAR, num_jobs=1)
-    return {k: float(v) for k, v in f.items()}, {k: float(v) for k, v in thr.items()}
