@@ -58,6 +58,7 @@ CASES = [
     (["detect", "x.wav", "--model", "demo", "--output", "o", "--format", "tsv,h5"], ["h5py"], "hdf5"),
     (["detect", "x.wav", "--model", "demo", "--output", "o", "--plot"], ["matplotlib"], "plot"),
     (["embed", "x.wav", "--model", "demo", "--output", "o", "--format", "h5"], ["h5py"], "hdf5"),
+    (["tune", "--scores", "s", "--ground-truth", "gt.tsv", "--output", "o"], ["sed_scores_eval"], "eval"),
 ]
 
 

@@ -76,12 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import importlib.util
-
     from ptsed.core.errors import ConfigError
+    from ptsed.extras import require
 
-    if importlib.util.find_spec("sed_scores_eval") is None:
-        raise ConfigError('ptsed tune needs the evaluation extra: pip install "ptsed[eval]"')
+    require("eval", what="ptsed tune")
     if args.model is None and (args.audio or args.checkpoint or args.device):
         raise ConfigError("--audio, --checkpoint and --device go with --model")
     if args.model is not None and not args.audio:
