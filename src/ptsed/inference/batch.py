@@ -2,9 +2,11 @@
 
 ``ptsed detect`` and ``ptsed embed`` are thin wrappers over :func:`run_batch`. A file that cannot be read
 is reported and skipped; the run goes on and ends with a summary. The output folder holds
-``ptsed_settings.json`` (the settings and their hash) and ``ptsed_manifest.jsonl`` (one line per finished
-input: name, settings hash, status, duration, events), from which ``--resume`` skips inputs already done
-with the same settings and rebuilds the combined tables.
+``ptsed_settings.json`` (the settings and their hash), ``ptsed_manifest.jsonl`` (a ``start`` record, one
+line per finished input: name, settings hash, status, duration, events, the input's size, mtime and
+sha256; and an ``end`` record naming the combined tables and the inputs they cover) and, while a run
+works in it, the lock ``.ptsed.lock``. ``--resume`` skips inputs already done with the same settings
+from the same input and rebuilds the combined tables.
 """
 
 from __future__ import annotations
@@ -438,6 +440,7 @@ def _run(
     revalidated: list[dict[str, Any]] = []
     if resume and out is not None:
         entries = _read_manifest(out / MANIFEST)
+        mtimes = {k: e.get("mtime_ns") for k, e in entries.items()}
         todo = []
         for s in sources:
             e = entries.get(s.name)
@@ -449,6 +452,8 @@ def _run(
                 and all(w.done(s.name) for w in writers)
                 and unchanged_input(e, s.path)
             ):
+                if e.get("mtime_ns") != mtimes.get(s.name):
+                    revalidated.append(e)  # the content was hashed again: record the new mtime
                 done[s.name] = FileResult(
                     str(s.path),
                     e.get("filename", s.name),
@@ -456,7 +461,6 @@ def _run(
                     events=_events_from_entry(e),
                     input_name=s.name,
                 )
-                revalidated.append(e)
                 summary.skipped += 1
             else:
                 todo.append(s)

@@ -17,9 +17,11 @@ format               content                                          file(s)
 ==================== ================================================ ==========================================
 
 Embedding writers (``ptsed embed``): ``npy`` (``embeddings/<name>.npy``, (T, D) or (C, T, D) float32) and
-``h5`` (``embeddings.h5``). ``<name>`` is the input's relative path without its extension; with
-``channels="each"`` score files get a ``_ch<c>`` suffix. Times are seconds; frame ``t`` of a frame or
-embedding array spans ``[timestamps[t], timestamps[t + 1])``.
+``h5`` (``embeddings.h5``). ``<name>`` is the input's relative path without its extension (made safe by
+:func:`output_path`, the one place per-input paths are made); with ``channels="each"`` score files get a
+``_ch<c>`` suffix. Combined files of an interrupted run are named ``events.partial.tsv`` and so on. Every
+file is written through :func:`atomic_write` (a unique temporary name, then a rename). Times are
+seconds; frame ``t`` of a frame or embedding array spans ``[timestamps[t], timestamps[t + 1])``.
 """
 
 from __future__ import annotations
