@@ -639,9 +639,12 @@ class _H5Writer(ResultWriter):
         h5py = self._h5py()
         target = self.combined_files(partial)[0]
         existing = self.existing()
+        new = [k for k in self._keys if self._part(k).exists()]
+        if not partial and not new and {safe_relative_name(k) for k in self._keys} == existing:
+            return  # a resumed run with nothing new: the file is already what it would be
         with contextlib.ExitStack() as stack:
             old = None
-            if any(not self._part(k).exists() for k in self._keys) and existing:
+            if len(new) < len(self._keys) and existing:
                 old = stack.enter_context(h5py.File(self.path, "r"))
             with atomic_write(target) as tmp, h5py.File(tmp, "w") as dst:
                 dst.attrs["settings"] = json.dumps(self.settings)
@@ -655,6 +658,8 @@ class _H5Writer(ResultWriter):
         self._existing = None  # the new file is read again when asked
         if not partial:
             shutil.rmtree(self.out_dir / PARTS_DIR / self.filename, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (self.out_dir / PARTS_DIR).rmdir()  # when no other writer's parts are left
             with contextlib.suppress(FileNotFoundError):
                 partial_name(self.path).unlink()
 
