@@ -47,7 +47,8 @@ def audio(tmp_path: Path) -> Path:
 
 
 def _manifest(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "ptsed_manifest.jsonl").read_text().splitlines()]
+    lines = (out / "ptsed_manifest.jsonl").read_text(errors="replace").splitlines()
+    return [json.loads(x) for x in lines if x.startswith("{") and x.endswith("}")]
 
 
 def _files_under(root: Path) -> set[str]:
@@ -362,9 +363,12 @@ def test_h5_survives_a_full_disk_during_assembly_and_a_damaged_file(
     with h5py.File(out / "frame_scores.h5") as fh:
         assert sorted(fh) == ["a.wav", "b.wav", "c.wav"]
     (out / "frame_scores.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # damaged
+    with open(out / "ptsed_manifest.jsonl", "ab") as fh:
+        fh.write(b'{"name": "a.w\xff\xfe')  # and a manifest line cut by a full disk
     capsys.readouterr()
     assert main([*args, "--resume"]) == 0
     assert "frame_scores.h5" in capsys.readouterr().err  # reported, then rebuilt
+    assert _manifest(out)[-1]["status"] == "finished"  # the cut line stayed alone
     with h5py.File(out / "frame_scores.h5") as fh:
         assert sorted(fh) == ["a.wav", "b.wav", "c.wav"]
 

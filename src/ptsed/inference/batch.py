@@ -98,7 +98,7 @@ def _read_manifest(path: Path) -> dict[str, dict[str, Any]]:
     entries: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return entries
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():  # a damaged line is skipped
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
@@ -543,13 +543,22 @@ def _run(
     return summary
 
 
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1)
+
+
 class _Manifest:
     """The manifest, opened for appending; a failed write is one :class:`PtsedError` line."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
+            cut = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
             self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            if cut:  # a line cut by a crash or a full disk stays alone on its line
+                self.fh.write("\n")
         except OSError as err:
             raise write_error(path, err) from err
 
