@@ -522,7 +522,7 @@ def _run(
                 for key in covered:
                     w.add(done[key])
                 w.close(partial=not finished)
-                tables += [str(p.relative_to(out)) for p in w.combined_files(not finished) if out is not None]
+                tables += [str(p.relative_to(out)) for p in w.combined_files(not finished) if out and p.exists()]
             if manifest is not None:
                 status = "finished" if finished else "interrupted"
                 manifest.write({"record": "end", "status": status, "hash": digest, "tables": tables, "files": covered})
