@@ -68,7 +68,9 @@ def test_detect_folder_all_formats(tiny: list[str], recordings: Path, tmp_path: 
     doc = json.loads((out / "events.json").read_text())
     assert doc["settings"]["postprocess"]["threshold"] == 0.6
     manifest = [json.loads(x) for x in (out / "ptsed_manifest.jsonl").read_text().splitlines()]
-    assert {m["name"]: m["ok"] for m in manifest} == {
+    assert manifest[0]["record"] == "start" and manifest[-1]["record"] == "end"
+    assert manifest[-1]["status"] == "finished" and "events.tsv" in manifest[-1]["tables"]
+    assert {m["name"]: m["ok"] for m in manifest[1:-1]} == {
         "a.wav": True,
         "broken.wav": False,
         "site1/b.flac": True,
@@ -99,7 +101,9 @@ def test_resume_skips_done_files_and_redoes_on_new_settings(tiny: list[str], rec
         assert (out / "scores" / "a.tsv").stat().st_mtime_ns == stamp
         assert (out / "events.tsv").read_text() == first  # combined table rebuilt from the manifest
         calls.clear()
-        assert main([*args, "--resume", "--threshold", "0.3"]) == 0  # other settings: everything again
+        assert main([*args, "--resume", "--threshold", "0.3"]) == 2  # other settings: refused, never mixed
+        assert sum(calls) == 0 and (out / "events.tsv").read_text() == first
+        assert main([*args, "--overwrite", "--threshold", "0.3"]) == 0  # the old outputs go first
         assert sum(calls) > 3
     finally:
         pred.Predictor._forward = real_forward

@@ -127,7 +127,17 @@ def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
     )
     o = p.add_argument_group("output")
     o.add_argument("--output", "-o", metavar="DIR", help="output folder (without it, events are printed)")
-    o.add_argument("--resume", action="store_true", help="skip inputs already done with the same settings")
+    o.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs already done with the same settings (an input whose size and mtime, or content, "
+        "changed is done again)",
+    )
+    o.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="remove what an earlier run wrote into --output first (needed when its settings differ)",
+    )
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
 
 
@@ -372,6 +382,7 @@ def run(args: argparse.Namespace) -> int:
         task="detect",
         per_file=args.per_file,
         resume=args.resume,
+        overwrite=args.overwrite,
         plot=args.plot,
         plot_top=args.plot_top,
         progress=not args.quiet and sys.stderr.isatty(),

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         task="embed",
         layer=args.layer,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=not args.quiet and sys.stderr.isatty(),
         extra_settings=checkpoint_settings(args),
     )

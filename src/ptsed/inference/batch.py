@@ -2,16 +2,21 @@
 
 ``ptsed detect`` and ``ptsed embed`` are thin wrappers over :func:`run_batch`. A file that cannot be read
 is reported and skipped; the run goes on and ends with a summary. The output folder holds
-``ptsed_settings.json`` (the settings and their hash) and ``ptsed_manifest.jsonl`` (one line per finished
-input: name, settings hash, status, duration, events), from which ``--resume`` skips inputs already done
-with the same settings and rebuilds the combined tables.
+``ptsed_settings.json`` (the settings and their hash), ``ptsed_manifest.jsonl`` (a ``start`` record, one
+line per finished input: name, settings hash, status, duration, events, the input's size, mtime and
+sha256; and an ``end`` record naming the combined tables and the inputs they cover) and, while a run
+works in it, the lock ``.ptsed.lock``. ``--resume`` skips inputs already done with the same settings
+from the same input and rebuilds the combined tables.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,15 +26,22 @@ from typing import Any
 
 from ptsed.core.errors import ConfigError
 from ptsed.core.types import Event
+from ptsed.hub.download import sha256_file
 from ptsed.inference.types import FileResult
 from ptsed.io.audio import AudioSource
+from ptsed.io.lock import FolderLock
 from ptsed.io.results import (
     DETECT_WRITERS,
     EMBED_WRITERS,
+    PARTS_DIR,
     ResultWriter,
+    atomic_write,
     atomic_write_text,
     event_dict,
+    output_path,
     output_stem,
+    plan_output_stems,
+    write_error,
 )
 
 MANIFEST = "ptsed_manifest.jsonl"
@@ -86,18 +98,26 @@ def _read_manifest(path: Path) -> dict[str, dict[str, Any]]:
     entries: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return entries
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():  # a damaged line is skipped
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut by a crash
-        entries[entry["name"]] = entry
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):  # not the start/end records
+            entries[entry["name"]] = entry
     return entries
 
 
 def _events_from_entry(entry: dict[str, Any]) -> list[Event]:
     return [
-        Event(e["onset"], e["offset"], e["event_label"], entry["name"], e.get("score"), e.get("channel"))
+        Event(
+            e["onset"],
+            e["offset"],
+            e["event_label"],
+            entry.get("filename", entry["name"]),
+            e.get("score"),
+            e.get("channel"),
+        )
         for e in entry.get("events", [])
     ]
 
@@ -164,6 +184,125 @@ class _Progress:
             self.bar.close()
 
 
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def settings_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The settings that differ, as ``"key: old -> new"`` lines (nested keys joined with dots)."""
+    a, b = _flat(old), _flat(json.loads(json.dumps(new, default=str)))
+
+    def short(v: Any) -> str:
+        text = v if v == "<unset>" else json.dumps(v, default=str)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k, "<unset>") != b.get(k, "<unset>"):
+            out.append(f"{k}: {short(a.get(k, '<unset>'))} -> {short(b.get(k, '<unset>'))}")
+    return out
+
+
+def _output_layout(task: str) -> tuple[list[Path], list[str]]:
+    """Relative files and folders that ptsed writes into an output folder (what ``--overwrite`` removes)."""
+    table = EMBED_WRITERS if task == "embed" else DETECT_WRITERS
+    files, folders = [Path(SETTINGS), Path(MANIFEST)], [PARTS_DIR, "plots", "events"]
+    for cls in table.values():
+        w = cls(".")
+        files += [*w.combined_files(False), *w.combined_files(True)]
+        folder = getattr(cls, "folder", "")
+        if folder:
+            folders.append(folder)
+    return files, folders
+
+
+def _remove_outputs(out: Path, task: str, sources: Sequence[AudioSource]) -> None:
+    """Remove what an earlier run wrote into ``out`` (``--overwrite``), never an input."""
+    files, folders = _output_layout(task)
+    targets = [out / f for f in files] + [out / f for f in folders]
+    inputs = [Path(s.path).resolve() for s in sources]
+    for t in targets:
+        if t.exists() and any(p == t.resolve() or p.is_relative_to(t.resolve()) for p in inputs):
+            raise ConfigError(
+                f"--overwrite would remove {str(t)!r}, which holds inputs of this run; use another --output"
+            )
+    for t in targets:
+        try:
+            if t.is_dir() and not t.is_symlink():
+                shutil.rmtree(t)
+            elif t.exists() or t.is_symlink():
+                t.unlink()
+        except OSError as err:
+            raise ConfigError(f"--overwrite cannot remove {str(t)!r}: {err.strerror or err}") from err
+
+
+def _check_previous_run(out: Path, settings: dict[str, Any], digest: str) -> None:
+    """Refuse a folder holding the results of other settings (one line naming them)."""
+    path = out / SETTINGS
+    if not path.exists():
+        return
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        old_hash, old = rec["hash"], rec.get("settings", {})
+    except (OSError, ValueError, KeyError, TypeError):
+        old_hash, old = None, None
+    if old_hash == digest:
+        return
+    diff = settings_difference(old, settings) if isinstance(old, dict) else [f"{SETTINGS} cannot be read"]
+    shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
+    raise ConfigError(
+        f"the output folder {str(out)!r} holds results made with other settings ({shown or 'other hash'}); "
+        "use --overwrite to remove them first, or another --output"
+    )
+
+
+def _prepare_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output {str(out)!r} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR):
+            raise ConfigError(f"cannot create the output folder {str(out)!r}: {err.strerror}") from err
+        raise write_error(out, err) from err
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write to the output folder {str(out)!r}: permission denied")
+
+
+def input_identity(path: str | Path) -> dict[str, Any]:
+    """Size, modification time and sha256 of an input file (empty when it cannot be read)."""
+    try:
+        st = os.stat(path)
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
+    except OSError:
+        return {}
+
+
+def unchanged_input(entry: dict[str, Any], path: str | Path) -> bool:
+    """True when the file at ``path`` is still the input ``entry`` records: the same size and mtime, or
+    (when the mtime changed) the same sha256. Entries without an identity never match."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if "size" not in entry or entry["size"] != st.st_size:
+        return False
+    if entry.get("mtime_ns") == st.st_mtime_ns:
+        return True
+    try:
+        same = entry.get("sha256") == sha256_file(path)
+    except OSError:
+        return False
+    if same:
+        entry["mtime_ns"] = st.st_mtime_ns  # written back, so the next resume trusts it without reading
+    return same
+
+
 def run_batch(
     predictor: Any,
     sources: Sequence[AudioSource],
@@ -174,6 +313,8 @@ def run_batch(
     layer: int | None = None,
     per_file: bool = False,
     resume: bool = False,
+    overwrite: bool = False,
+    lock: bool = True,
     plot: bool = False,
     plot_top: int = 10,
     progress: bool = True,
@@ -182,6 +323,12 @@ def run_batch(
 ) -> RunSummary:
     """Run ``predictor`` over ``sources`` and write the outputs.
 
+    An output folder is used by one run at a time (:class:`ptsed.io.lock.FolderLock`) and holds the
+    results of one set of settings: a folder whose recorded settings differ is refused unless
+    ``overwrite``. Combined tables (``events.tsv``, ``frame_scores.h5``, ...) get their normal names only
+    when every input was attempted; an interrupted run writes them as ``events.partial.tsv`` and the
+    manifest's last line lists the inputs they cover.
+
     Args:
         predictor: a :class:`ptsed.inference.predictor.Predictor`.
         sources: the inputs (:func:`ptsed.io.audio.list_audio_files`).
@@ -189,7 +336,10 @@ def run_batch(
         formats: writer names (:data:`ptsed.io.results.DETECT_WRITERS` or ``EMBED_WRITERS``).
         task: ``"detect"`` (scores and events) or ``"embed"`` (embeddings of ``layer``).
         per_file: event tables as one file per input.
-        resume: skip inputs whose outputs exist and were made with the same settings.
+        resume: skip inputs whose outputs exist, made with the same settings from the same input
+            (same size and mtime, or the same sha256).
+        overwrite: remove what an earlier run wrote into the folder first.
+        lock: take the folder's lock (``False``: the caller holds it, e.g. rank 0 of a distributed run).
         plot: write ``plots/<name>.png`` per input (detect only).
         plot_top: classes shown in the plot's heat map.
         progress: show a progress bar on stderr.
@@ -198,18 +348,13 @@ def run_batch(
 
     Returns:
         A :class:`RunSummary` (``exit_code`` 0 when every input succeeded).
-    """
-    from ptsed.io.audio import audio_info
 
-    stems: dict[str, str] = {}
-    for s in sources:
-        stem = output_stem(s.name)
-        if stem in stems and output_dir is not None:
-            raise ConfigError(
-                f"inputs {stems[stem]!r} and {s.name!r} would write to the same output files; "
-                "rename one or process them in separate runs"
-            )
-        stems[stem] = s.name
+    Raises:
+        ConfigError: the folder is a file, not writable, in use, or holds other settings.
+        PtsedError: an output cannot be written (a full disk: one line naming the file and the free space).
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
     settings: dict[str, Any] = {"task": task, **predictor.settings(), **(extra_settings or {})}
     if task == "detect":
         settings["postprocess"] = predictor.postprocess.settings()
@@ -217,10 +362,43 @@ def run_batch(
         settings["layer"] = layer
     digest = settings_hash(settings)
     out = Path(output_dir) if output_dir is not None else None
+    with contextlib.ExitStack() as stack:
+        if out is not None:
+            _prepare_folder(out)
+            if lock:
+                stack.enter_context(FolderLock(out, f"ptsed {task}"))
+            if overwrite:
+                _remove_outputs(out, task, sources)
+            else:
+                _check_previous_run(out, settings, digest)
+        return _run(predictor, sources, out, settings, digest, formats, task, layer, per_file, resume, plot,
+                    plot_top, progress, on_result)  # fmt: skip
+
+
+def _run(
+    predictor: Any,
+    sources: Sequence[AudioSource],
+    out: Path | None,
+    settings: dict[str, Any],
+    digest: str,
+    formats: Sequence[str],
+    task: str,
+    layer: int | None,
+    per_file: bool,
+    resume: bool,
+    plot: bool,
+    plot_top: int,
+    progress: bool,
+    on_result: Callable[[FileResult], None] | None,
+) -> RunSummary:
+    """:func:`run_batch` after the folder checks (and under its lock)."""
+    from ptsed.io.audio import audio_info
+
+    plot = plot and out is not None and task == "detect"
     writers: list[ResultWriter] = []
+    stems: dict[str, str] = {}
     if out is not None:
         table = EMBED_WRITERS if task == "embed" else DETECT_WRITERS
-        out.mkdir(parents=True, exist_ok=True)
         writers = [
             table[f](
                 out,
@@ -232,23 +410,63 @@ def run_batch(
             )
             for f in formats
         ]
+        if plot or any(w.per_input for w in writers):
+            stems, kept = plan_output_stems([s.name for s in sources])
+            if kept:
+                print(
+                    f"inputs share a name but not the extension ({', '.join(kept[:4])}"
+                    f"{', ...' if len(kept) > 4 else ''}): their per-file outputs keep the extension "
+                    f"({stems[kept[0]]}.tsv, ...)",
+                    file=sys.stderr,
+                )
+            for w in writers:
+                w.stems = stems
+        # the combined tables of an earlier run go now: a killed run never leaves complete-looking ones
+        files, _ = _output_layout(task)
+        for f in files:
+            if f.name not in (SETTINGS, MANIFEST) and f.suffix != ".h5":
+                with contextlib.suppress(FileNotFoundError):
+                    (out / f).unlink()
         atomic_write_text(out / SETTINGS, json.dumps({"hash": digest, "settings": settings}, indent=1) + "\n")
+
+    def plot_path(key: str) -> Path:
+        assert out is not None
+        return output_path(out, "plots", (stems.get(key) or output_stem(key)) + ".png")
+
     summary = RunSummary()
     todo: list[AudioSource] = list(sources)
-    done: dict[str, FileResult] = {}  # events of finished inputs, for the combined tables (in input order)
+    by_key = {s.name: s for s in sources}
+    done: dict[str, FileResult] = {}  # events of finished inputs, for the combined tables
+    revalidated: list[dict[str, Any]] = []
     if resume and out is not None:
         entries = _read_manifest(out / MANIFEST)
+        mtimes = {k: e.get("mtime_ns") for k, e in entries.items()}
         todo = []
         for s in sources:
             e = entries.get(s.name)
-            plot_ok = not plot or (out / "plots" / (output_stem(s.name) + ".png")).exists()
-            if e and e.get("hash") == digest and e.get("ok") and plot_ok and all(w.done(s.name) for w in writers):
+            if (
+                e
+                and e.get("hash") == digest
+                and e.get("ok")
+                and (not plot or plot_path(s.name).exists())
+                and all(w.done(s.name) for w in writers)
+                and unchanged_input(e, s.path)
+            ):
+                if e.get("mtime_ns") != mtimes.get(s.name):
+                    revalidated.append(e)  # the content was hashed again: record the new mtime
                 done[s.name] = FileResult(
-                    str(s.path), s.name, duration_s=e.get("duration_s"), events=_events_from_entry(e)
+                    str(s.path),
+                    e.get("filename", s.name),
+                    duration_s=e.get("duration_s"),
+                    events=_events_from_entry(e),
+                    input_name=s.name,
                 )
                 summary.skipped += 1
             else:
                 todo.append(s)
+    for w in writers:
+        if getattr(w, "warning", None):
+            print(f"warning: {w.warning}", file=sys.stderr)  # type: ignore[attr-defined]
     total_s = 0.0
     if progress:
         for s in todo:
@@ -256,43 +474,101 @@ def run_batch(
                 total_s += audio_info(s.path).duration_s or 0.0
     bar = _Progress(total_s, len(todo), progress)
     start = time.perf_counter()
-    manifest = open(out / MANIFEST, "a", encoding="utf-8") if out is not None else None  # noqa: SIM115
+    manifest = _Manifest(out / MANIFEST) if out is not None else None
+    finished = False
     try:
+        if manifest is not None:
+            manifest.write({"record": "start", "hash": digest, "pid": os.getpid(), "time": time.time()})
+            for e in revalidated:
+                manifest.write(e)
         for result in predictor.predict_many(todo, embed=task == "embed", layer=layer, progress=bar.advance):
-            entry: dict[str, Any] = {"name": result.name, "source": result.source, "hash": digest, "ok": result.ok}
+            key = result.input_name
+            entry: dict[str, Any] = {"name": key, "source": result.source, "hash": digest, "ok": result.ok}
+            if result.name != key:
+                entry["filename"] = result.name
             if result.ok:
                 summary.processed += 1
                 summary.audio_s += result.duration_s or 0.0
                 summary.events += len(result.events)
                 for w in writers:
                     w.write(result)
-                done[result.name] = FileResult(
-                    result.source, result.name, duration_s=result.duration_s, events=result.events
+                done[key] = FileResult(
+                    result.source, result.name, duration_s=result.duration_s, events=result.events, input_name=key
                 )
-                if plot and out is not None and task == "detect":
+                if plot:
                     from ptsed.plot import plot_result
 
-                    plot_result(result, out / "plots" / (output_stem(result.name) + ".png"), top=plot_top)
+                    with atomic_write(plot_path(key)) as tmp:
+                        plot_result(result, tmp, top=plot_top)
                 entry["duration_s"] = result.duration_s
                 entry["events"] = [event_dict(e, predictor.channels == "each") for e in result.events]
+                if out is not None and key in by_key:
+                    entry.update(input_identity(by_key[key].path))
             else:
                 summary.failed.append((result.name, result.error or "unknown error"))
                 entry["error"] = result.error
             if manifest is not None:
-                manifest.write(json.dumps(entry) + "\n")
-                manifest.flush()
+                manifest.write(entry)
             if on_result is not None:
                 on_result(result)
             bar.file_done(result.ok, None if result.ok else f"skipped {result.name}: {result.error}")
+        finished = True
     finally:
         bar.close()
-        if manifest is not None:
-            manifest.close()
-        names = [s.name for s in sources] + [n for n in done if n not in stems.values()]
-        for w in writers:
-            for name in names:
-                if name in done:
-                    w.add(done[name])
-            w.close()
+        try:
+            covered = [s.name for s in sources if s.name in done]
+            tables: list[str] = []
+            for w in writers:
+                for key in covered:
+                    w.add(done[key])
+                w.close(partial=not finished)
+                tables += [str(p.relative_to(out)) for p in w.combined_files(not finished) if out and p.exists()]
+            if manifest is not None:
+                status = "finished" if finished else "interrupted"
+                manifest.write({"record": "end", "status": status, "hash": digest, "tables": tables, "files": covered})
+            if not finished and out is not None and tables:
+                print(
+                    f"interrupted: {', '.join(tables)} cover {len(covered)} of {len(sources)} inputs "
+                    "(--resume continues the run)",
+                    file=sys.stderr,
+                )
+        except BaseException as err:
+            if finished:
+                raise
+            print(f"could not write the partial results: {err}", file=sys.stderr)
+        finally:
+            if manifest is not None:
+                manifest.close()
     summary.wall_s = time.perf_counter() - start
     return summary
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1)
+
+
+class _Manifest:
+    """The manifest, opened for appending; a failed write is one :class:`PtsedError` line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            cut = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
+            self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            if cut:  # a line cut by a crash or a full disk stays alone on its line
+                self.fh.write("\n")
+        except OSError as err:
+            raise write_error(path, err) from err
+
+    def write(self, entry: dict[str, Any]) -> None:
+        try:
+            self.fh.write(json.dumps(entry) + "\n")
+            self.fh.flush()
+        except OSError as err:
+            raise write_error(self.path, err) from err
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.fh.close()

@@ -20,20 +20,30 @@ from ptsed.io.audio import AudioSource, list_audio_files
 from ptsed.postprocess.pipeline import PostProcessor
 
 
+def _is_leftover(name: str) -> bool:
+    """Hidden files and folders and temporary files (``.x.npz``, ``a.npz.tmp``, ``.a.npz.123-ab.tmp.npz``)."""
+    parts = name.split("/")
+    return any(p.startswith(".") for p in parts) or ".tmp" in parts[-1].lower()
+
+
 def find_score_files(inputs: Sequence[str | os.PathLike], recursive: bool = True) -> list[AudioSource] | None:
     """The ``.npz`` score files among ``inputs`` (files or folders), or ``None`` when the inputs are not all
-    score files (then they are audio)."""
+    score files (then they are audio). Hidden and temporary files in folders are not inputs."""
     items = [Path(x) for x in inputs]
     if not all((p.is_file() and p.suffix.lower() == ".npz") or p.is_dir() for p in items):
         return None
     if any(p.is_dir() and not any(p.rglob("*.npz") if recursive else p.glob("*.npz")) for p in items):
         return None
-    return list_audio_files([str(p) for p in items], extensions=[".npz"], recursive=recursive)
+    found = list_audio_files([str(p) for p in items], extensions=[".npz"], recursive=recursive)
+    given = {p.resolve() for p in items if p.is_file()}
+    return [s for s in found if s.path.resolve() in given or not _is_leftover(s.name)]
 
 
 def _meta(path: Path) -> dict[str, Any]:
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+        if not isinstance(meta, dict):
+            meta = {}
         meta["_channels"] = [int(c) for c in z["channels"]] if "channels" in z.files else [-1]
     return meta
 
@@ -46,12 +56,16 @@ class ScoreReplay:
         self.upstream_chunking = False
         self.sample_rate = 16_000
         self.channels = "mix"
-        if sources:
-            meta = _meta(Path(sources[0].path))
-            settings = meta.get("settings", {})
-            self.sample_rate = int(settings.get("sample_rate", 16_000))
-            self.upstream_chunking = bool(settings.get("upstream_chunking", False))
-            self.channels = "each" if meta["_channels"][0] >= 0 else "mix"
+        for src in sources:  # the first readable file describes the run (a bad one is reported later)
+            try:
+                meta = _meta(Path(src.path))
+                settings = meta.get("settings", {})
+                self.sample_rate = int(settings.get("sample_rate", 16_000))
+                self.upstream_chunking = bool(settings.get("upstream_chunking", False))
+                self.channels = "each" if meta["_channels"][0] >= 0 else "mix"
+            except Exception:  # noqa: BLE001, S112 - any damage: try the next file
+                continue
+            break
 
     def settings(self) -> dict[str, Any]:
         return {"replay": "npz"}
@@ -69,16 +83,24 @@ class ScoreReplay:
         for src in inputs:
             try:
                 meta = _meta(Path(src.path))
-                name = meta.get("name") or src.name
+                # the stored name is the table's filename only; outputs are named after the NPZ's own path
+                name = str(meta.get("name") or src.name)
                 streams = read_frame_scores(src.path)
-                result = FileResult(source=meta.get("source", str(src.path)), name=name, postprocessor=self.postprocess)
-                result.duration_s = meta.get("duration_s") or float(streams[0].timestamps[-1])
+                result = FileResult(
+                    source=str(meta.get("source", src.path)),
+                    name=name,
+                    postprocessor=self.postprocess,
+                    input_name=src.name,
+                )
+                result.duration_s = float(meta.get("duration_s") or streams[0].timestamps[-1])
                 for fs in streams:
                     fs.source = name
                     result.scores.append(fs)
                     result.events.extend(self.postprocess.events(fs, filename=name))
             except Exception as err:
-                result = FileResult(source=str(src.path), name=src.name, error=f"{src.path}: {err}")
+                result = FileResult(
+                    source=str(src.path), name=src.name, error=f"{src.path}: {err}", input_name=src.name
+                )
             if progress is not None and result.duration_s:
                 progress(result.duration_s)
             yield result

@@ -43,7 +43,8 @@ class FileResult:
 
     Attributes:
         source: the input path (``"<array>"`` for in-memory audio).
-        name: the name outputs are written under (path relative to the folder it was found in).
+        name: the input's name in tables (``filename`` column; the path relative to the folder it was
+            found in).
         duration_s: decoded duration in seconds.
         sample_rate: the file's own sample rate in Hz.
         channels: the file's channel count.
@@ -55,6 +56,8 @@ class FileResult:
         embeddings: one :class:`Embeddings` per stream (``ptsed embed``), else empty.
         error: why the file failed (then everything else is empty).
         elapsed_s: wall time spent on the file (decode to last window).
+        input_name: the input's own relative name, which names its output files and keys it in
+            ``--resume`` (default: ``name``; replayed score files keep the audio's ``name`` for tables).
     """
 
     source: str
@@ -70,6 +73,11 @@ class FileResult:
     postprocessor: Any = field(default=None, repr=False, compare=False)
     """The :class:`ptsed.postprocess.pipeline.PostProcessor` that made ``events`` (filters ``scores``)."""
     _filtered: list[FrameScores] | None = field(default=None, repr=False, compare=False)
+    input_name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.input_name:
+            self.input_name = self.name
 
     @property
     def ok(self) -> bool:

@@ -17,17 +17,24 @@ format               content                                          file(s)
 ==================== ================================================ ==========================================
 
 Embedding writers (``ptsed embed``): ``npy`` (``embeddings/<name>.npy``, (T, D) or (C, T, D) float32) and
-``h5`` (``embeddings.h5``). ``<name>`` is the input's relative path without its extension; with
-``channels="each"`` score files get a ``_ch<c>`` suffix. Times are seconds; frame ``t`` of a frame or
-embedding array spans ``[timestamps[t], timestamps[t + 1])``.
+``h5`` (``embeddings.h5``). ``<name>`` is the input's relative path without its extension (made safe by
+:func:`output_path`, the one place per-input paths are made); with ``channels="each"`` score files get a
+``_ch<c>`` suffix. Combined files of an interrupted run are named ``events.partial.tsv`` and so on. Every
+file is written through :func:`atomic_write` (a unique temporary name, then a rename). Times are
+seconds; frame ``t`` of a frame or embedding array spans ``[timestamps[t], timestamps[t + 1])``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import hashlib
 import io
 import json
 import os
+import secrets
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,10 +48,77 @@ from ptsed.core.types import Event, FrameScores
 # ----------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------
+def safe_relative_name(name: str) -> str:
+    """An input's name as a safe relative path: ``..``, ``.`` and empty parts, a root and a drive are left
+    out, and backslashes count as separators (``"../../a/b.wav"`` -> ``"a/b.wav"``,
+    ``"/etc/x.wav"`` -> ``"etc/x.wav"``).
+
+    Raises:
+        ConfigError: nothing is left (a name such as ``".."``).
+    """
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    if parts and len(parts[0]) == 2 and parts[0][1] == ":":  # a Windows drive
+        parts = parts[1:]
+    if not parts:
+        raise ConfigError(f"cannot name output files after the input {name!r}")
+    return "/".join(parts)
+
+
 def output_stem(name: str) -> str:
-    """``"site1/rec.wav"`` -> ``"site1/rec"`` (the input name without its extension)."""
-    p = Path(name)
-    return (p.parent / p.stem).as_posix() if p.suffix else name
+    """``"site1/rec.wav"`` -> ``"site1/rec"``: the input's safe relative name (:func:`safe_relative_name`)
+    without its extension."""
+    safe = safe_relative_name(name)
+    p = Path(safe)
+    return (p.parent / p.stem).as_posix() if p.suffix and p.stem else safe
+
+
+def output_path(out_dir: str | os.PathLike, folder: str, relative: str) -> Path:
+    """The one place per-input output paths are made: ``out_dir/folder/relative``.
+
+    ``relative`` is an input's own relative name (with the suffix of the output), made safe with
+    :func:`safe_relative_name`; the resolved path must lie inside ``out_dir``.
+
+    Raises:
+        ConfigError: the path would lie outside ``out_dir`` (a symbolic link inside it pointing out).
+    """
+    root = Path(out_dir)
+    path = root / folder / safe_relative_name(relative) if folder else root / safe_relative_name(relative)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ConfigError(f"refusing to write {str(path)!r}: it resolves outside the output folder {str(root)!r}")
+    return path
+
+
+def plan_output_stems(names: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Output stems of inputs (name -> stem) whose per-input files do not collide.
+
+    Inputs whose stems would collide (``take1.wav`` and ``take1.flac``) keep their extension
+    (``take1.wav``, ``take1.flac``).
+
+    Returns:
+        The stems, and the names that kept their extension.
+
+    Raises:
+        ConfigError: two inputs collide even with their extensions (``a/x.wav`` and ``../a/x.wav``).
+    """
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(output_stem(n), []).append(n)
+    stems: dict[str, str] = {}
+    kept: list[str] = []
+    for stem, group in groups.items():
+        for n in group:
+            stems[n] = stem if len(group) == 1 else safe_relative_name(n)
+            if len(group) > 1:
+                kept.append(n)
+    seen: dict[str, str] = {}
+    for n, stem in stems.items():
+        if stem in seen:
+            raise ConfigError(
+                f"inputs {seen[stem]!r} and {n!r} would write to the same output files; "
+                "rename one or process them in separate runs"
+            )
+        seen[stem] = n
+    return stems, kept
 
 
 def _fmt(t: float) -> str:
@@ -52,14 +126,58 @@ def _fmt(t: float) -> str:
     return repr(float(t))
 
 
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def write_error(path: str | os.PathLike, err: OSError) -> PtsedError:
+    """A one-line error for a failed write: a full disk names the file and the free space."""
+    if err.errno in _DISK_FULL or "No space left on device" in str(err):
+        free = "unknown"
+        for folder in Path(path).absolute().parents:
+            try:
+                free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB"
+                break
+            except OSError:
+                continue
+        return PtsedError(f"the disk is full: cannot write {str(path)!r} ({free} free)")
+    return PtsedError(f"cannot write {str(path)!r}: {err.strerror or err}")
+
+
+def temporary_name(path: Path) -> Path:
+    """A hidden temporary name beside ``path``, unique to this process and call, with the same suffix
+    (numpy and h5py keep it): ``.name.<pid>-<random>.tmp.suffix``."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Write ``path`` through a unique temporary file that replaces it when the block ends without error.
+
+    Yields the temporary path to write. On an error the temporary file is removed (``path`` stays as it
+    was); an ``OSError`` becomes a one-line :class:`PtsedError` (:func:`write_error`: a full disk names
+    the file and the free space).
+    """
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise write_error(path, err) from err
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
 def atomic_write_text(path: Path, text: str | Iterable[str]) -> None:
     """Write a text file (a string, or pieces written one after another) through a temporary file, so a
-    crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    crash never leaves half a file (:func:`atomic_write`)."""
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
         fh.writelines([text] if isinstance(text, str) else text)
-    os.replace(tmp, path)
 
 
 def valid_frames(fs: FrameScores) -> int:
@@ -111,6 +229,10 @@ class ResultWriter:
     that succeeded (also those skipped by ``--resume``; combined tables are built from these), and
     :meth:`close` at the end. :meth:`targets` lists the per-input files (what ``--resume`` checks).
 
+    Inputs are known by their key (:attr:`ptsed.inference.types.FileResult.input_name`, the input's own
+    relative name); per-input files are named after the key's stem (:attr:`stems`, else
+    :func:`output_stem`) and made by :func:`output_path` only.
+
     Args:
         out_dir: the output folder.
         per_file: event tables as one file per input instead of one combined table.
@@ -140,6 +262,25 @@ class ResultWriter:
         self.settings = settings or {}
         self.sample_rate = sample_rate
         self.each_channel = channels == "each"
+        self.stems: dict[str, str] = {}
+        """Output stems by input key (:func:`plan_output_stems`); keys not in it use :func:`output_stem`."""
+
+    def stem(self, key: str) -> str:
+        """The output stem of an input (its safe relative name without the extension)."""
+        return self.stems.get(key) or output_stem(key)
+
+    def file_for(self, folder: str, key: str, suffix: str) -> Path:
+        """``out_dir/folder/<stem of key><suffix>`` (:func:`output_path`)."""
+        return output_path(self.out_dir, folder, self.stem(key) + suffix)
+
+    @property
+    def per_input(self) -> bool:
+        """True when this writer writes files named after the inputs."""
+        return bool(self.targets("x"))
+
+    def combined_files(self, partial: bool = False) -> list[Path]:
+        """Files that combine all inputs (``partial``: their names in an interrupted run)."""
+        return []
 
     def targets(self, result_name: str) -> list[Path]:
         """Per-input output files (empty for formats written only as one combined file)."""
@@ -155,8 +296,18 @@ class ResultWriter:
     def add(self, result: Any) -> None:
         """Register a successful input for the combined outputs (``name``, ``duration_s``, ``events``)."""
 
-    def close(self) -> None:
-        """Write combined outputs."""
+    def close(self, partial: bool = False) -> None:
+        """Write combined outputs: under their normal names, or (``partial``: the run was interrupted)
+        under names that say they are partial (``events.partial.tsv``)."""
+
+
+def _key(result: Any) -> str:
+    return getattr(result, "input_name", "") or result.name
+
+
+def partial_name(path: Path) -> Path:
+    """``events.tsv`` -> ``events.partial.tsv``: the name of a combined file of an interrupted run."""
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
 class _PerInput(ResultWriter):
@@ -166,15 +317,12 @@ class _PerInput(ResultWriter):
     suffix: ClassVar[str] = ""
 
     def targets(self, result_name: str) -> list[Path]:
-        return [self.out_dir / self.folder / (output_stem(result_name) + self.suffix)]
+        return [self.file_for(self.folder, result_name, self.suffix)]
 
     def write(self, result: Any) -> None:
         if result.error is None:
-            path = self.targets(result.name)[0]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(".tmp-" + path.name)  # same suffix, so numpy does not add one
-            self.save(tmp, result)
-            os.replace(tmp, path)
+            with atomic_write(self.targets(_key(result))[0]) as tmp:
+                self.save(tmp, result)
 
     def save(self, path: Path, result: Any) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -192,41 +340,54 @@ class _EventTable(ResultWriter):
     def targets(self, result_name: str) -> list[Path]:
         if not self.per_file:
             return []
-        return [self.out_dir / "events" / (output_stem(result_name) + self.suffix)]
+        return [self.file_for("events", result_name, self.suffix)]
+
+    def combined_files(self, partial: bool = False) -> list[Path]:
+        if self.per_file:
+            return []
+        path = self.out_dir / f"events{self.suffix}"
+        return [partial_name(path) if partial else path]
 
     def write(self, result: Any) -> None:
         if self.per_file and result.error is None:
-            atomic_write_text(self.targets(result.name)[0], self.render([result]))
+            atomic_write_text(self.targets(_key(result))[0], self.render([result]))
 
     def add(self, result: Any) -> None:
         if not self.per_file:
             self._records.append(result)
 
-    def close(self) -> None:
+    def close(self, partial: bool = False) -> None:
         if not self.per_file:
-            atomic_write_text(self.out_dir / f"events{self.suffix}", self.render(self._records))
+            atomic_write_text(self.combined_files(partial)[0], self.render(self._records))
+            if not partial:
+                with contextlib.suppress(FileNotFoundError):
+                    self.combined_files(True)[0].unlink()
 
     def render(self, records: Sequence[Any]) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
 class DcaseTsvWriter(_EventTable):
-    """DCASE event table: ``filename<TAB>onset<TAB>offset<TAB>event_label`` (+ ``channel``)."""
+    """DCASE event table: ``filename<TAB>onset<TAB>offset<TAB>event_label`` (+ ``channel``).
+
+    A field holding a tab, a newline or a double quote is quoted as in CSV (``"a<TAB>b.wav"``), which
+    :func:`read_events`, pandas and sed_scores_eval read back."""
 
     name = "tsv"
     suffix = ".tsv"
     help = "events as a DCASE TSV (filename onset offset event_label)"
 
     def render(self, records: Sequence[Any]) -> str:
-        cols = ["filename", "onset", "offset", "event_label"] + (["channel"] if self.each_channel else [])
-        lines = ["\t".join(cols)]
+        buf = io.StringIO()
+        w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+        w.writerow(["filename", "onset", "offset", "event_label"] + (["channel"] if self.each_channel else []))
         for r in records:
             for e in r.events:
                 row = [r.name, _fmt(e.onset), _fmt(e.offset), e.label]
                 if self.each_channel:
                     row.append(str(e.channel))
-                lines.append("\t".join(row))
-        return "\n".join(lines) + "\n"
+                w.writerow(row)
+        return buf.getvalue()
 
 
 class CsvWriter(_EventTable):
@@ -332,10 +493,9 @@ class _ScoresTsv(ResultWriter):
     attr: ClassVar[str] = "scores"
 
     def _paths(self, result_name: str, n_streams: int) -> list[Path]:
-        stem = output_stem(result_name)
         if not self.each_channel:
-            return [self.out_dir / self.folder / f"{stem}.tsv"]
-        return [self.out_dir / self.folder / f"{stem}_ch{c}.tsv" for c in range(n_streams)]
+            return [self.file_for(self.folder, result_name, ".tsv")]
+        return [self.file_for(self.folder, result_name, f"_ch{c}.tsv") for c in range(n_streams)]
 
     def targets(self, result_name: str) -> list[Path]:
         return self._paths(result_name, 1)
@@ -344,7 +504,7 @@ class _ScoresTsv(ResultWriter):
         if result.error is not None:
             return
         streams = getattr(result, self.attr)
-        for path, fs in zip(self._paths(result.name, len(streams)), streams, strict=True):
+        for path, fs in zip(self._paths(_key(result), len(streams)), streams, strict=True):
             atomic_write_text(path, scores_tsv_pieces(fs))
 
 
@@ -391,60 +551,126 @@ class NpzWriter(_PerInput):
         )
 
 
+PARTS_DIR = ".ptsed_parts"
+"""Hidden folder of the output folder where HDF5 writers keep one part file per input until they assemble."""
+
+
 class _H5Writer(ResultWriter):
-    """One HDF5 file with a group per input (datasets ``values``/``scores``, ``timestamps``)."""
+    """One HDF5 file with a group per input (datasets ``values``/``scores``, ``timestamps``).
+
+    Each input is first written to a part file of its own (``.ptsed_parts/<filename>/<hash>.h5``, through
+    :func:`atomic_write`); :meth:`close` assembles the parts, and the groups of the previous file that
+    ``--resume`` kept, into a new file that then replaces the old one. A full disk or a kill never damages
+    the file, and a damaged file (from an older version) only makes ``--resume`` redo its inputs.
+    """
 
     filename: ClassVar[str] = ""
 
     def __init__(self, out_dir: str | os.PathLike, **kw: Any) -> None:
         super().__init__(out_dir, **kw)
-        self._file = None
+        self._keys: dict[str, None] = {}  # inputs to assemble, in order
+        self._existing: set[str] | None = None
+        self.warning: str | None = None
+        """Set when a previous file is damaged (its inputs count as not done)."""
 
     @property
     def path(self) -> Path:
         return self.out_dir / self.filename
 
-    def _h5(self):  # noqa: ANN202
-        if self._file is None:
-            try:
-                import h5py
-            except ImportError as err:
-                raise ConfigError("the h5 format needs h5py: pip install 'ptsed[hdf5]'") from err
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = h5py.File(self.path, "a")
-            self._file.attrs["settings"] = json.dumps(self.settings)
-        return self._file
+    @staticmethod
+    def _h5py() -> Any:
+        try:
+            import h5py
+        except ImportError as err:
+            raise ConfigError("the h5 format needs h5py: pip install 'ptsed[hdf5]'") from err
+        return h5py
+
+    def _part(self, key: str) -> Path:
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+        return output_path(self.out_dir, f"{PARTS_DIR}/{self.filename}", digest + ".h5")
+
+    def existing(self) -> set[str]:
+        """Inputs held by the file a previous run left (empty when it is missing or damaged)."""
+        if self._existing is None:
+            self._existing = set()
+            if self.path.exists():
+                h5py = self._h5py()
+                found: set[str] = set()
+
+                def visit(name: str, obj: Any) -> None:
+                    if isinstance(obj, h5py.Group) and "timestamps" in obj:
+                        found.add(name)
+
+                try:
+                    with h5py.File(self.path, "r") as fh:
+                        fh.visititems(visit)
+                    self._existing = found
+                except Exception as err:  # noqa: BLE001 - h5py raises several kinds for a damaged file
+                    self.warning = f"{str(self.path)!r} is damaged ({err}); its inputs are processed again"
+        return self._existing
+
+    def combined_files(self, partial: bool = False) -> list[Path]:
+        return [partial_name(self.path) if partial else self.path]
 
     def done(self, result_name: str) -> bool:
-        if self._file is not None:
-            return result_name in self._file
-        if not self.path.exists():
-            return False
-        import h5py
-
-        with h5py.File(self.path, "r") as fh:
-            return result_name in fh
+        return self._part(result_name).exists() or safe_relative_name(result_name) in self.existing()
 
     def write(self, result: Any) -> None:
         if result.error is not None:
             return
-        fh = self._h5()
-        if result.name in fh:
-            del fh[result.name]
-        g = fh.create_group(result.name)
-        g.attrs["source"] = str(result.source)
-        g.attrs["duration_s"] = float(result.duration_s or 0.0)
-        self.fill(g, result)
-        fh.flush()
+        h5py = self._h5py()
+        with atomic_write(self._part(_key(result))) as tmp, h5py.File(tmp, "w") as fh:
+            g = fh.create_group("input")
+            g.attrs["source"] = str(result.source)
+            g.attrs["duration_s"] = float(result.duration_s or 0.0)
+            self.fill(g, result)
+        self._keys[_key(result)] = None
 
     def fill(self, group: Any, result: Any) -> None:  # pragma: no cover - abstract
         """Write the datasets and attributes of one input into its group."""
         raise NotImplementedError
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    def add(self, result: Any) -> None:
+        self._keys[_key(result)] = None
+
+    def close(self, partial: bool = False) -> None:
+        if not self._keys:
+            return
+        h5py = self._h5py()
+        target = self.combined_files(partial)[0]
+        existing = self.existing()
+        new = [k for k in self._keys if self._part(k).exists()]
+        if not partial and not new and {safe_relative_name(k) for k in self._keys} == existing:
+            return  # a resumed run with nothing new: the file is already what it would be
+        with contextlib.ExitStack() as stack:
+            old = None
+            if len(new) < len(self._keys) and existing:
+                old = stack.enter_context(h5py.File(self.path, "r"))
+            with atomic_write(target) as tmp, h5py.File(tmp, "w") as dst:
+                dst.attrs["settings"] = json.dumps(self.settings)
+                for key in self._keys:
+                    name, part = safe_relative_name(key), self._part(key)
+                    if part.exists():
+                        with h5py.File(part, "r") as src:
+                            _copy_group(src["input"], dst, name)
+                    elif old is not None and name in existing:
+                        _copy_group(old[name], dst, name)
+        self._existing = None  # the new file is read again when asked
+        if not partial:
+            shutil.rmtree(self.out_dir / PARTS_DIR / self.filename, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (self.out_dir / PARTS_DIR).rmdir()  # when no other writer's parts are left
+            with contextlib.suppress(FileNotFoundError):
+                partial_name(self.path).unlink()
+
+
+def _copy_group(src: Any, dst: Any, name: str) -> None:
+    """Copy the HDF5 group ``src`` to ``dst[name]`` (a path; its parent groups are made)."""
+    parent, _, base = name.rpartition("/")
+    into = dst.require_group(parent) if parent else dst
+    if base in into:
+        del into[base]
+    into.copy(src, base)
 
 
 class H5ScoresWriter(_H5Writer):
