@@ -35,6 +35,10 @@ examples:
   ptsed finetune --model frame_mn06 --preset scratch --train data/train --valid data/valid \\
       --output runs/scratch --set augment.mixup_p=0.5 --set optim.lr=2e-3
   ptsed finetune --config run.yaml --output runs/x --resume      continue a killed run exactly
+  ptsed finetune --output runs/x --resume                         the same, with the stored settings
+
+An OUTPUT folder that already holds a run is refused unless --resume (continue or re-export it) or
+--overwrite (remove its files and start again). Results go to stdout, progress and messages to stderr.
 
 A YAML config (--config) holds the same settings as keys (nested: optim.*, loss.*, augment.*; see
 docs/training.md); --set KEY=VALUE overrides it and explicit flags override both.
@@ -87,7 +91,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--config", metavar="YAML", help="settings file (same keys as the flags, see docs/training.md)")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="any setting")
     c.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder (model.pt, checkpoints, logs)")
-    c.add_argument("--resume", action="store_true", help="continue exactly from OUTPUT/checkpoints/last.ckpt")
+    c.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue exactly from OUTPUT/checkpoints/last.ckpt, with the settings of OUTPUT/config.yaml "
+        "(given alone, they are reused; other settings are refused)",
+    )
+    c.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in OUTPUT (its files are removed first)"
+    )
+    c.add_argument(
+        "--force-settings", action="store_true", help="with --resume: accept settings other than the stored ones"
+    )
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -109,6 +124,8 @@ def _read_labels(path: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ptsed.train.config import build_config
     from ptsed.train.finetune import finetune
 
@@ -144,8 +161,20 @@ def run(args: argparse.Namespace) -> int:
     optim = {"lr": args.lr, "lr_decay": args.lr_decay, "weight_decay": args.weight_decay}
     optim["warmup_steps"] = args.warmup_steps
     flags.update({f"optim.{k}": v for k, v in optim.items()})
-    config = build_config(args.preset, args.config, args.overrides, flags)
-    result = finetune(config, args.output, resume=args.resume, progress=not args.quiet)
+    given = args.preset or args.config or args.overrides or any(v is not None for v in flags.values())
+    stored = Path(args.output) / "config.yaml"
+    if args.resume and not given and stored.is_file():
+        config = build_config(None, stored)  # --resume alone: the stored settings
+    else:
+        config = build_config(args.preset, args.config, args.overrides, flags)
+    result = finetune(
+        config,
+        args.output,
+        resume=args.resume,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        force_settings=args.force_settings,
+    )
     print(f"wrote {result.checkpoint} ({result.steps} steps, {result.train_seconds / 60:.1f} min)")
     for key, value in result.metrics.items():
         print(f"  {key}: {value:.4f}")
