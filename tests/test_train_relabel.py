@@ -70,3 +70,21 @@ def test_create_model_labels_name_unnamed_heads_in_order(monkeypatch):
     assert model.labels == ["x", "y"]
     with pytest.raises(ConfigError, match="3 labels given for a head of 2 classes"):
         create_model("tinysed", pretrained=False, num_classes=2, labels=["x", "y", "z"])
+
+
+def test_create_model_labels_follow_the_vocabulary_of_a_zoo_model(monkeypatch):
+    from ptsed.hub.labels import find_labels_file
+    from ptsed.models.zoo import STRONG_VOCAB
+    from train_fixtures import register_tiny_arch
+
+    if find_labels_file(STRONG_VOCAB) is None:
+        pytest.skip("the AudioSet-strong label file (../shared/labels) is not available")
+    register_tiny_arch(monkeypatch)  # 447-class heads with the AudioSet-strong vocabulary
+    torch.manual_seed(0)
+    full = create_model("tinysed", pretrained=False)
+    vocab = full.labels
+    torch.manual_seed(0)
+    model = create_model("tinysed", pretrained=False, labels=[vocab[5], vocab[2], "my class"])
+    assert model.labels == [vocab[5], vocab[2], "my class"] and model.vocabulary is None
+    assert torch.equal(model.head.strong_head.weight[0], full.head.strong_head.weight[5])
+    assert torch.equal(model.head.weak_head.bias[1], full.head.weak_head.bias[2])
