@@ -317,6 +317,46 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(
     assert not list((out / "checkpoints").glob("*.tmp")) and not (out / "checkpoints" / "last.ckpt").exists()
 
 
+def test_a_full_disk_while_exporting_names_model_pt(data: Path, tmp_path: Path, monkeypatch, capsys):
+    from ptsed.models import factory
+
+    register_tiny_arch(monkeypatch)
+
+    real = factory.torch.save
+
+    def full(obj, path, *args, **kwargs) -> None:  # torch's zip writer reports a full disk as a RuntimeError
+        if not str(path).endswith("model.pt.tmp"):
+            return real(obj, path, *args, **kwargs)
+        Path(path).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file "
+                           "data/3: file write failed")  # fmt: skip
+
+    monkeypatch.setattr(factory.torch, "save", full)
+    out = tmp_path / "run"
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1") == 2
+    line = _err_line(capsys)
+    assert f"writing {out / 'model.pt'} failed" in line and not list(out.glob("*.tmp"))
+
+
+def test_an_output_that_is_a_file_or_unwritable_is_one_line(data: Path, tmp_path: Path, monkeypatch, capsys):
+    import errno
+    import os
+
+    register_tiny_arch(monkeypatch)
+    (tmp_path / "file").write_text("x")
+    assert _finetune(data, tmp_path / "file", "--no-pretrained") == 2
+    assert "is a file" in _err_line(capsys)
+    from ptsed.train import runfolder
+
+    def refused(path: Path, payload: bytes) -> None:  # an unwritable folder (tests may run as root)
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(runfolder, "_write_file", refused)
+    assert _finetune(data, tmp_path / "ro", "--no-pretrained") == 2
+    line = _err_line(capsys)
+    assert "permission denied" in line and f"cannot write {tmp_path / 'ro' / 'config.yaml'}:" in line
+
+
 _CLI = """
 import sys
 from train_fixtures import register_tiny_arch

@@ -101,6 +101,8 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
         tmp.unlink(missing_ok=True)
         if is_disk_full(err):
             raise disk_full(path) from err
+        if isinstance(err, PermissionError):
+            raise PermissionError(err.errno, err.strerror, str(path)) from err  # the file, not its temporary
         raise
     return path
 
