@@ -232,6 +232,9 @@ def test_resume_refuses_other_settings_unless_forced(
     assert (out / "config.yaml").read_bytes() == stored  # a refused resume leaves the settings file alone
     assert main(["finetune", "--output", str(out), "--resume", "--quiet"]) == 0  # alone: the stored settings
     assert (out / "config.yaml").read_bytes() == stored
+    assert main(["finetune", "--output", str(out), "--resume", "--quiet", "--threads", "1"]) == 0  # harmless
+    assert main(["finetune", "--output", str(out), "--resume", "--quiet", "--set", "optim.lr=1"]) == 2
+    assert "optim.lr: 0.005 -> 1.0" in _err_line(capsys)
     args = ("--no-pretrained", "--epochs", "1", "--resume", "--batch-size", "2", "--force-settings")
     assert _finetune(data, out, *args) == 0
     assert "batch_size: 2" in (out / "config.yaml").read_text()

@@ -94,8 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--resume",
         action="store_true",
-        help="continue exactly from OUTPUT/checkpoints/last.ckpt, with the settings of OUTPUT/config.yaml "
-        "(given alone, they are reused; other settings are refused)",
+        help="continue exactly from OUTPUT/checkpoints/last.ckpt with the settings of OUTPUT/config.yaml "
+        "(settings given again must match them)",
     )
     c.add_argument(
         "--overwrite", action="store_true", help="replace the run already in OUTPUT (its files are removed first)"
@@ -161,12 +161,9 @@ def run(args: argparse.Namespace) -> int:
     optim = {"lr": args.lr, "lr_decay": args.lr_decay, "weight_decay": args.weight_decay}
     optim["warmup_steps"] = args.warmup_steps
     flags.update({f"optim.{k}": v for k, v in optim.items()})
-    given = args.preset or args.config or args.overrides or any(v is not None for v in flags.values())
     stored = Path(args.output) / "config.yaml"
-    if args.resume and not given and stored.is_file():
-        config = build_config(None, stored)  # --resume alone: the stored settings
-    else:
-        config = build_config(args.preset, args.config, args.overrides, flags)
+    base = stored if args.resume and stored.is_file() else None  # a resumed run starts from its own settings
+    config = build_config(args.preset, args.config, args.overrides, flags, base=base)
     result = finetune(
         config,
         args.output,

@@ -246,9 +246,16 @@ def build_config(
     yaml_file: str | Path | None = None,
     overrides: list[str] | None = None,
     flags: dict[str, Any] | None = None,
+    base: str | Path | None = None,
 ) -> FinetuneConfig:
-    """Defaults, then the preset, the YAML file, ``key=value`` overrides and explicit flags, in that order."""
+    """Defaults, then the preset, the YAML file, ``key=value`` overrides and explicit flags, in that order.
+
+    ``base``: a run's stored ``config.yaml``, applied right after the defaults (a resumed run starts from its
+    own settings, so that only what is given again can differ).
+    """
     config = FinetuneConfig()
+    if base is not None:
+        apply(config, read_yaml(base), str(base))
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")

@@ -224,7 +224,7 @@ def _check_resume_settings(output: Path, config: FinetuneConfig, *, force: bool)
     if not force:
         raise ConfigError(
             f"cannot resume {output}: {len(changed)} settings differ from {stored_file} ({'; '.join(changed)}); "
-            "resume with the stored settings (--resume without settings reuses them), or pass --force-settings"
+            "resume with the stored settings (--resume alone reuses them), or pass --force-settings"
         )
     say(f"resuming {output} with changed settings ({'; '.join(changed)})")
 
