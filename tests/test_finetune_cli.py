@@ -235,6 +235,8 @@ def test_resume_refuses_other_settings_unless_forced(
     assert main(["finetune", "--output", str(out), "--resume", "--quiet", "--threads", "1"]) == 0  # harmless
     assert main(["finetune", "--output", str(out), "--resume", "--quiet", "--set", "optim.lr=1"]) == 2
     assert "optim.lr: 0.005 -> 1.0" in _err_line(capsys)
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1", "--force-settings") == 2
+    assert "--resume only" in _err_line(capsys)
     args = ("--no-pretrained", "--epochs", "1", "--resume", "--batch-size", "2", "--force-settings")
     assert _finetune(data, out, *args) == 0
     assert "batch_size: 2" in (out / "config.yaml").read_text()

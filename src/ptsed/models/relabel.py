@@ -105,6 +105,8 @@ def reheaded(
         backbone_layer=layer,  # type: ignore[arg-type]
     )
     new.checkpoint_extra = dict(model.checkpoint_extra)
+    if "labels" in new.checkpoint_extra:
+        new.checkpoint_extra["labels"] = labels
     if len(common) < len(labels):
         new.checkpoint_extra.pop("postprocess", None)  # chosen for other classes
     same_input = new.head.embed_dim == model.head.embed_dim and layer == model.backbone_layer

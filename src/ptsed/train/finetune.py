@@ -188,6 +188,8 @@ def finetune(
     if config.train is None:
         raise ConfigError("no training data: give --train (a DCASE folder, a HEAR task folder or a DESED root)")
     output = Path(output)
+    if force_settings and not resume:
+        raise ConfigError("--force-settings applies to --resume only")
     check_output(output, resume=resume, overwrite=overwrite)
     if resume:
         _check_resume_settings(output, config, force=force_settings)
