@@ -125,7 +125,50 @@ def test_adapt_model_keeps_heads_only_when_they_still_fit():
     for k, v in m.head.seq_model.state_dict().items():  # the BiGRU survives a change of classes
         assert torch.equal(v, new.head.seq_model.state_dict()[k])
     relabel = adapt_model(m, list(reversed(m.labels)))
-    assert relabel is not m  # other class order: fresh heads
+    assert relabel is not m and relabel.labels == list(reversed(m.labels))
+    assert torch.equal(relabel.head.strong_head.weight, m.head.strong_head.weight.flip(0))  # rows follow names
+
+
+def _scores_by_name(model: torch.nn.Module, waves: torch.Tensor) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        probs = torch.sigmoid(model.eval()(waves).strong_logits)  # (B, K, T)
+    return {name: probs[:, i].flatten() for i, name in enumerate(model.labels)}
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.corrcoef(torch.stack([a.double(), b.double()]))[0, 1])
+
+
+@pytest.mark.parametrize(("preset", "frozen_stats"), [("linear-probe", True), ("full", False)])
+def test_finetune_at_lr_0_with_a_permuted_class_list_keeps_every_class(
+    data: Path, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture, preset: str, frozen_stats: bool
+):
+    """The training data lists the classes sorted, the start model in another order: heads follow names.
+    At lr 0 every class keeps its scores; exactly with frozen BatchNorm statistics (linear probe: the backbone
+    stays in eval mode), highly correlated when the statistics still move (full fine-tuning)."""
+    import soundfile as sf
+
+    from ptsed.train.module import recalibrate_batchnorm
+    from train_fixtures import TinyDataset
+
+    register_tiny_arch(monkeypatch)
+    start = create_model("tinysed", pretrained=False, num_classes=3, labels=LABELS, batchnorm=True)
+    recalibrate_batchnorm(start, torch.utils.data.DataLoader(TinyDataset(8, seed=3), batch_size=4), 2)
+    assert start.labels != sorted(LABELS)  # the training data's order differs
+    save_checkpoint(start, tmp_path / "start.pt")
+    out = tmp_path / "lr0"
+    args = ["--checkpoint", str(tmp_path / "start.pt"), "--preset", preset, "--epochs", "1"]
+    assert _finetune(data, out, *args, "--lr", "0", "--warmup-steps", "0") == 0
+    assert "heads: 3 classes kept, 0 new, 0 dropped" in capsys.readouterr().err
+    tuned = create_model("x", checkpoint_path=out / "model.pt")
+    assert tuned.labels == sorted(LABELS)
+    waves = torch.stack([torch.from_numpy(sf.read(f, dtype="float32")[0]) for f in sorted(data.glob("valid/audio/*"))])
+    before, after = _scores_by_name(start, waves), _scores_by_name(tuned, waves)
+    for name in LABELS:
+        if frozen_stats:
+            torch.testing.assert_close(after[name], before[name], rtol=0, atol=1e-5, msg=name)
+        else:
+            assert _pearson(after[name], before[name]) > 0.99, name
 
 
 def test_data_sources_are_recognised(data: Path, tmp_path: Path):
@@ -142,3 +185,215 @@ def test_data_sources_are_recognised(data: Path, tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="no labels"):
         find_dcase_files(tmp_path / "empty")
+
+
+def _err_line(capsys: pytest.CaptureFixture) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [x for x in err.splitlines() if x.startswith("ptsed finetune: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_a_folder_holding_a_run_is_refused_unless_resume_or_overwrite(
+    data: Path, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture
+):
+    register_tiny_arch(monkeypatch)
+    out = tmp_path / "run"
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1") == 0
+    (out / "notes.txt").write_text("mine")
+    exported = (out / "model.pt").read_bytes()
+    capsys.readouterr()
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1") == 2  # never retrains, never prompts
+    line = _err_line(capsys)
+    assert "finished run" in line and str(out / "model.pt") in line and "--resume" in line and "--overwrite" in line
+    assert (out / "model.pt").read_bytes() == exported and len(list((out / "logs").iterdir())) == 1
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1", "--resume", "--overwrite") == 2
+    assert "--overwrite" in _err_line(capsys)
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1", "--overwrite") == 0
+    assert [p.name for p in (out / "logs").iterdir()] == ["version_0"]  # the old run's files went first
+    assert (out / "notes.txt").read_text() == "mine"  # files of other origin stay
+    (out / "model.pt").unlink()  # killed before the export
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1") == 2
+    assert "unfinished run" in _err_line(capsys)
+
+
+def test_resume_refuses_other_settings_unless_forced(
+    data: Path, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture
+):
+    register_tiny_arch(monkeypatch)
+    out = tmp_path / "run"
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1") == 0
+    stored = (out / "config.yaml").read_bytes()
+    capsys.readouterr()
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1", "--resume", "--batch-size", "2") == 2
+    line = _err_line(capsys)
+    assert "batch_size: 4 -> 2" in line and "--force-settings" in line and "optim.lr" not in line
+    assert (out / "config.yaml").read_bytes() == stored  # a refused resume leaves the settings file alone
+    assert main(["finetune", "--output", str(out), "--resume", "--quiet"]) == 0  # alone: the stored settings
+    assert (out / "config.yaml").read_bytes() == stored
+    assert main(["finetune", "--output", str(out), "--resume", "--quiet", "--threads", "1"]) == 0  # harmless
+    assert main(["finetune", "--output", str(out), "--resume", "--quiet", "--set", "optim.lr=1"]) == 2
+    assert "optim.lr: 0.005 -> 1.0" in _err_line(capsys)
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1", "--force-settings") == 2
+    assert "--resume only" in _err_line(capsys)
+    args = ("--no-pretrained", "--epochs", "1", "--resume", "--batch-size", "2", "--force-settings")
+    assert _finetune(data, out, *args) == 0
+    assert "batch_size: 2" in (out / "config.yaml").read_text()
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_damaged_checkpoints_are_named_and_never_exported(
+    data: Path, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture
+):
+    register_tiny_arch(monkeypatch)
+    out = tmp_path / "run"
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1") == 0
+    ckpts, exported = out / "checkpoints", (out / "model.pt").read_bytes()
+    best = ckpts / "best.ckpt"
+    best_bytes = best.read_bytes()
+    _truncate(best)  # a full disk while best.ckpt was written
+    capsys.readouterr()
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1", "--resume") == 2
+    line = _err_line(capsys)
+    assert str(best) in line and "damaged" in line and "not exported" in line and "--select last" in line
+    assert (out / "model.pt").read_bytes() == exported
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1", "--resume", "--select", "last") == 0
+    best.write_bytes(best_bytes)
+    _truncate(ckpts / "last.ckpt")
+    capsys.readouterr()
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1", "--resume") == 0  # falls back to best.ckpt
+    err = capsys.readouterr().err
+    assert f"{ckpts / 'last.ckpt'} is damaged" in err and f"resuming from {best}" in err
+    _truncate(ckpts / "last.ckpt")
+    _truncate(best)
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1", "--resume") == 2
+    line = _err_line(capsys)
+    assert "last.ckpt is damaged" in line and "no earlier checkpoint" in line
+
+
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ("batch_size=0", "batch_size"),
+        ("optim.lr=-1e-3", "optim.lr"),
+        ("optim.lr=nan", "optim.lr"),
+        ("accumulate=0", "accumulate"),
+        ("precision=17-mixed", "precision"),
+        ("optim.warmup_steps=-1", "optim.warmup_steps"),
+    ],
+)
+def test_out_of_range_settings_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture, setting: str, key: str
+):
+    assert main(["finetune", "--train", str(tmp_path), "--output", str(tmp_path / "o"), "--set", setting]) == 2
+    assert key in _err_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_lr_0_and_warmup_0_are_valid_settings():
+    cfg = build_config("full", flags={"optim.lr": 0.0, "optim.warmup_steps": 0})
+    assert (cfg.optim.lr, cfg.optim.warmup_steps) == (0.0, 0)
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(
+    data: Path, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture
+):
+    import errno
+
+    from ptsed.train import runfolder
+
+    register_tiny_arch(monkeypatch)
+    real = runfolder._write_file
+
+    def full(path: Path, payload: bytes) -> None:
+        if "last.ckpt" in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, payload)
+
+    monkeypatch.setattr(runfolder, "_write_file", full)
+    out = tmp_path / "run"
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1") == 2
+    line = _err_line(capsys)
+    assert "disk is full" in line and str(out / "checkpoints" / "last.ckpt") in line and " free in " in line
+    assert not list((out / "checkpoints").glob("*.tmp")) and not (out / "checkpoints" / "last.ckpt").exists()
+
+
+def test_a_full_disk_while_exporting_names_model_pt(data: Path, tmp_path: Path, monkeypatch, capsys):
+    from ptsed.models import factory
+
+    register_tiny_arch(monkeypatch)
+
+    real = factory.torch.save
+
+    def full(obj, path, *args, **kwargs) -> None:  # torch's zip writer reports a full disk as a RuntimeError
+        if not str(path).endswith("model.pt.tmp"):
+            return real(obj, path, *args, **kwargs)
+        Path(path).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file "
+                           "data/3: file write failed")  # fmt: skip
+
+    monkeypatch.setattr(factory.torch, "save", full)
+    out = tmp_path / "run"
+    assert _finetune(data, out, "--no-pretrained", "--epochs", "1") == 2
+    line = _err_line(capsys)
+    assert f"writing {out / 'model.pt'} failed" in line and not list(out.glob("*.tmp"))
+
+
+def test_an_output_that_is_a_file_or_unwritable_is_one_line(data: Path, tmp_path: Path, monkeypatch, capsys):
+    import errno
+    import os
+
+    register_tiny_arch(monkeypatch)
+    (tmp_path / "file").write_text("x")
+    assert _finetune(data, tmp_path / "file", "--no-pretrained") == 2
+    assert "is a file" in _err_line(capsys)
+    from ptsed.train import runfolder
+
+    def refused(path: Path, payload: bytes) -> None:  # an unwritable folder (tests may run as root)
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(runfolder, "_write_file", refused)
+    assert _finetune(data, tmp_path / "ro", "--no-pretrained") == 2
+    line = _err_line(capsys)
+    assert "permission denied" in line and f"cannot write {tmp_path / 'ro' / 'config.yaml'}:" in line
+
+
+_CLI = """
+import sys
+from train_fixtures import register_tiny_arch
+
+class _Patch:
+    def setitem(self, mapping, key, value):
+        mapping[key] = value
+
+register_tiny_arch(_Patch())
+from ptsed.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_stdout_has_the_results_and_stderr_the_progress_without_third_party_noise(data: Path, tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    import ptsed
+
+    paths = [str(Path(__file__).parent), str(Path(ptsed.__file__).parents[1])]  # this ptsed, from any folder
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    args = ["finetune", "--model", "tinysed", "--no-pretrained", "--train", str(data / "train"), "--valid"]
+    args += [str(data / "valid"), "--window", "2", "--batch-size", "4", "--epochs", "1", "--output", "run"]
+    done = subprocess.run(
+        [sys.executable, "-c", _CLI, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    assert out[0].startswith("wrote run/model.pt") and all(x.startswith("  ") and ": " in x for x in out[1:]), out
+    assert "Epoch 0" in done.stderr and "heads: 0 classes kept, 3 new" in done.stderr  # progress on stderr
+    for noise in ("Tip", "litlogger", "GPU available", "deprecated", "Deprecat", "weights_only", "Warning"):
+        assert noise not in done.stderr, noise
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

@@ -185,9 +185,9 @@ def single_thread():
     torch.set_num_threads(before)
 
 
-def build_tiny(depth: int = 3, dim: int = 16) -> tuple[TinyFrontend, TinyBackbone]:
+def build_tiny(depth: int = 3, dim: int = 16, batchnorm: bool = False) -> tuple[TinyFrontend, TinyBackbone]:
     """Zoo builder of the tiny model (``register_tiny_arch``)."""
-    return TinyFrontend(), TinyBackbone(dim=dim, depth=depth)
+    return TinyFrontend(), TinyBackbone(dim=dim, depth=depth, batchnorm=batchnorm)
 
 
 def register_tiny_arch(monkeypatch, name: str = "tinysed") -> None:

@@ -35,6 +35,10 @@ examples:
   ptsed finetune --model frame_mn06 --preset scratch --train data/train --valid data/valid \\
       --output runs/scratch --set augment.mixup_p=0.5 --set optim.lr=2e-3
   ptsed finetune --config run.yaml --output runs/x --resume      continue a killed run exactly
+  ptsed finetune --output runs/x --resume                         the same, with the stored settings
+
+An OUTPUT folder that already holds a run is refused unless --resume (continue or re-export it) or
+--overwrite (remove its files and start again). Results go to stdout, progress and messages to stderr.
 
 A YAML config (--config) holds the same settings as keys (nested: optim.*, loss.*, augment.*; see
 docs/training.md); --set KEY=VALUE overrides it and explicit flags override both.
@@ -90,7 +94,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--config", metavar="YAML", help="settings file (same keys as the flags, see docs/training.md)")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="any setting")
     c.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder (model.pt, checkpoints, logs)")
-    c.add_argument("--resume", action="store_true", help="continue exactly from OUTPUT/checkpoints/last.ckpt")
+    c.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue exactly from OUTPUT/checkpoints/last.ckpt with the settings of OUTPUT/config.yaml "
+        "(settings given again must match them)",
+    )
+    c.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in OUTPUT (its files are removed first)"
+    )
+    c.add_argument(
+        "--force-settings", action="store_true", help="with --resume: accept settings other than the stored ones"
+    )
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -112,6 +127,8 @@ def _read_labels(path: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ptsed.extras import require
 
     require("train", what="ptsed finetune")
@@ -153,8 +170,17 @@ def run(args: argparse.Namespace) -> int:
     flags.update({f"optim.{k}": v for k, v in optim.items()})
     if args.teacher or args.distill_weight is not None:
         flags["loss.distillation_loss_weight"] = 0.9 if args.distill_weight is None else args.distill_weight
-    config = build_config(args.preset, args.config, args.overrides, flags)
-    result = finetune(config, args.output, resume=args.resume, progress=not args.quiet)
+    stored = Path(args.output) / "config.yaml"
+    base = stored if args.resume and stored.is_file() else None  # a resumed run starts from its own settings
+    config = build_config(args.preset, args.config, args.overrides, flags, base=base)
+    result = finetune(
+        config,
+        args.output,
+        resume=args.resume,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        force_settings=args.force_settings,
+    )
     print(f"wrote {result.checkpoint} ({result.steps} steps, {result.train_seconds / 60:.1f} min)")
     for key, value in result.metrics.items():
         print(f"  {key}: {value:.4f}")

@@ -43,7 +43,10 @@ def create_model(
             (BiGRU, ``rnn_dim`` hidden units per direction, fresh if the file has none).
         num_classes: number of output classes; when it differs from the file's heads, fresh heads are
             made (e.g. 447 on a weak or ssl checkpoint).
-        labels: class names in output order (defaults to the vocabulary of the checkpoint).
+        labels: class names in output order (defaults to the vocabulary of the checkpoint). Heads follow
+            class names, never list order: a class the checkpoint knows keeps its trained rows (strong and
+            weak heads), a new class gets fresh rows and a class left out is dropped. Heads without class
+            names are only named (as many labels as outputs).
         rnn_dim: BiGRU size for ``head="teacher"`` when the file has no BiGRU.
         device: move the model there.
         progress: show a progress bar when downloading.
@@ -92,6 +95,9 @@ def create_model(
         head_cfg = replace(head_cfg, n_strong=num_classes, n_weak=None)
         fresh_heads = True
         vocabulary = {447: STRONG_VOCAB, 527: WEAK_VOCAB}.get(num_classes)
+    relabel = None
+    if labels is not None and vocabulary is not None and not fresh_heads:
+        relabel, labels = list(labels), None  # named heads: re-head by class name after loading
     if labels is not None:
         vocabulary = None
         if head_cfg.n_strong == 0:
@@ -116,6 +122,8 @@ def create_model(
     if state is not None and fresh_heads:
         state = ckpt.drop_heads(state, keep_rnn=head_cfg.rnn_dim is not None and head != "student")
     model = build_and_load(build, state, allow_missing_heads=fresh_heads, source=meta.get("source", spec.name))
+    if relabel is not None:
+        model = _relabelled(model, relabel)
     model.eval()
     if device is not None:
         model.to(device)
@@ -209,7 +217,7 @@ def _from_ptsed_checkpoint(
             backbone,
             head_cfg,
             name=obj.get("model", Path(source).stem),
-            labels=labels if labels is not None else obj.get("labels"),
+            labels=obj.get("labels"),
             vocabulary=config.get("vocabulary"),
             window_s=float(config.get("window_s", 10.0)),
             arch=spec.arch.name,
@@ -219,10 +227,25 @@ def _from_ptsed_checkpoint(
 
     model = build_and_load(build, obj["state_dict"], source=source)
     model.checkpoint_extra = {k: v for k, v in obj.items() if k != "state_dict"}
+    if labels is not None:
+        model = _relabelled(model, labels)
     model.eval()
     if device is not None:
         model.to(device)
     return model
+
+
+def _relabelled(model: SEDModel, labels: Sequence[str]) -> SEDModel:
+    """``model`` re-headed for ``labels`` by class name (:func:`ptsed.models.relabel.reheaded`); heads without
+    names (no vocabulary) are only named, which needs as many labels as outputs."""
+    from ptsed.models.relabel import known_labels, reheaded
+
+    if model.num_classes and known_labels(model) is None:
+        if len(labels) != model.num_classes:
+            raise ConfigError(f"{len(labels)} labels given for a head of {model.num_classes} classes")
+        model.labels = labels
+        return model
+    return reheaded(model, labels)[0]
 
 
 def save_checkpoint(

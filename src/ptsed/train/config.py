@@ -7,6 +7,7 @@ Nested keys use dots: ``optim.lr=3e-4``, ``augment.mixup_p=0.5``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,9 +254,16 @@ def build_config(
     yaml_file: str | Path | None = None,
     overrides: list[str] | None = None,
     flags: dict[str, Any] | None = None,
+    base: str | Path | None = None,
 ) -> FinetuneConfig:
-    """Defaults, then the preset, the YAML file, ``key=value`` overrides and explicit flags, in that order."""
+    """Defaults, then the preset, the YAML file, ``key=value`` overrides and explicit flags, in that order.
+
+    ``base``: a run's stored ``config.yaml``, applied right after the defaults (a resumed run starts from its
+    own settings, so that only what is given again can differ).
+    """
     config = FinetuneConfig()
+    if base is not None:
+        apply(config, read_yaml(base), str(base))
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
@@ -277,13 +285,57 @@ def build_config(
     for key, value in (flags or {}).items():
         if value is not None:
             _set(config, key, value, f"--{key.replace('_', '-')}")
-    # re-run validation of the nested settings
+    return validate(config)
+
+
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", "16", "bf16")
+"""Lightning precision settings a run accepts."""
+
+
+def validate(config: FinetuneConfig) -> FinetuneConfig:
+    """Check the ranges of every setting; a :class:`ConfigError` names the first bad one (as its ``--set`` key).
+
+    A learning rate of 0 is valid (the heads and backbone then stay as they are, e.g. to check a re-heading).
+    """
     config.optim.__post_init__()
     config.loss.__post_init__()
     if config.head_type not in ("linear", "attention"):
         raise ConfigError(f"head_type must be 'linear' or 'attention', not {config.head_type!r}")
     if config.select not in ("best", "last"):
         raise ConfigError(f"select must be 'best' or 'last', not {config.select!r}")
-    if config.drop_top_layers < 0:
-        raise ConfigError(f"drop_top_layers must be >= 0, got {config.drop_top_layers}")
+    if config.precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {config.precision!r}")
+    at_least = {
+        "batch_size": (config.batch_size, 1),
+        "accumulate": (config.accumulate, 1),
+        "epochs": (config.epochs, 1),
+        "max_steps": (config.max_steps, 1),
+        "epoch_len": (config.epoch_len, 1),
+        "val_every": (config.val_every, 1),
+        "ckpt_every": (config.ckpt_every, 1),
+        "rnn_dim": (config.rnn_dim, 1),
+        "drop_top_layers": (config.drop_top_layers, 0),
+        "num_workers": (config.num_workers, 0),
+        "threads": (config.threads, 0),
+        "bn_recalibrate": (config.bn_recalibrate, 0),
+        "optim.warmup_steps": (config.optim.warmup_steps, 0),
+    }
+    for key, (value, low) in at_least.items():
+        if value is not None and value < low:
+            raise ConfigError(f"{key} must be >= {low}, got {value}")
+    non_negative = {
+        "optim.lr": config.optim.lr,
+        "optim.backbone_lr": config.optim.backbone_lr,
+        "optim.weight_decay": config.optim.weight_decay,
+        "median_filter_s": config.median_filter_s,
+    }
+    for key, value in non_negative.items():
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{key} must be a finite number >= 0, got {value}")
+    if not (math.isfinite(config.window_s) and config.window_s > 0):
+        raise ConfigError(f"window_s must be a finite number > 0, got {config.window_s}")
+    if not 0 <= config.optim.min_lr_ratio <= 1:
+        raise ConfigError(f"optim.min_lr_ratio must be in [0, 1], got {config.optim.min_lr_ratio}")
+    if not all(0 <= b < 1 for b in config.optim.betas) or len(config.optim.betas) != 2:
+        raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {list(config.optim.betas)}")
     return config

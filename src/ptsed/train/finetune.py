@@ -17,8 +17,8 @@ Output folder layout::
 from __future__ import annotations
 
 import json
+import sys
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,9 +26,20 @@ from typing import Any
 
 import torch
 
-from ptsed.core.errors import ConfigError
+from ptsed.core.errors import CheckpointError, ConfigError
+from ptsed.models.relabel import HeadChange
 from ptsed.models.sed_model import SEDModel
 from ptsed.train.config import FinetuneConfig
+from ptsed.train.runfolder import (
+    changed_settings,
+    check_output,
+    checkpoint_io,
+    disk_full,
+    is_disk_full,
+    load_checkpoint,
+    quiet_lightning,
+    write_atomic,
+)
 
 
 def adapt_model(
@@ -41,13 +52,26 @@ def adapt_model(
 ) -> SEDModel:
     """``model`` with heads for ``labels``, the head form asked for and the top ``drop_top_layers`` blocks unused.
 
-    The front-end and backbone modules (and their weights) are shared with ``model``. The heads are kept when
-    the classes, head form and input size stay the same; otherwise they are fresh (random). The BiGRU of a
-    teacher-form head is kept when only the classes change.
+    The front-end and backbone modules (and their weights) are shared with ``model``. Heads follow class names,
+    never list order (:func:`ptsed.models.relabel.reheaded`): a class the model knows keeps its trained rows
+    while the head input stays the same (same block, same BiGRU), a new class gets fresh rows and a class not
+    in ``labels`` is dropped. The BiGRU of a teacher-form head is kept while its size stays the same.
     """
-    labels = list(labels)
+    return adapt_heads(model, labels, head_type=head_type, rnn_dim=rnn_dim, drop_top_layers=drop_top_layers)[0]
+
+
+def adapt_heads(
+    model: SEDModel,
+    labels: Sequence[str],
+    *,
+    head_type: str = "linear",
+    rnn_dim: int | None = None,
+    drop_top_layers: int = 0,
+) -> tuple[SEDModel, HeadChange]:
+    """:func:`adapt_model`, and what happened to the classes (a :class:`~ptsed.models.relabel.HeadChange`)."""
+    from ptsed.models.relabel import reheaded
+
     old_cfg = model.head_config
-    same_classes = old_cfg.n_strong == len(labels) and model.num_classes > 0 and model.labels == labels
     rnn = rnn_dim if rnn_dim is not None else old_cfg.rnn_dim
     new_cfg = replace(old_cfg, n_strong=len(labels), n_weak=None, head_type=head_type, rnn_dim=rnn)
     if drop_top_layers:
@@ -58,26 +82,7 @@ def adapt_model(
         layer = -drop_top_layers - 1
     else:
         layer = model.backbone_layer
-    if same_classes and new_cfg == old_cfg and layer == model.backbone_layer:
-        return model
-    new = SEDModel(
-        model.frontend,
-        model.backbone,
-        new_cfg,
-        name=model.name,
-        labels=labels,
-        vocabulary=model.vocabulary if same_classes else None,
-        window_s=model.window_s,
-        arch=model.arch,
-        builder_kwargs=model.builder_kwargs,
-        backbone_layer=layer,
-    )
-    same_input = new.head.embed_dim == model.head.embed_dim
-    if same_input and same_classes and new_cfg == old_cfg:
-        new.head.load_state_dict(model.head.state_dict())
-    elif same_input and new_cfg.rnn_dim is not None and new_cfg.rnn_dim == old_cfg.rnn_dim:
-        new.head.seq_model.load_state_dict(model.head.seq_model.state_dict())
-    return new
+    return reheaded(model, labels, head_config=new_cfg, backbone_layer=layer)
 
 
 def load_start_model(config: FinetuneConfig) -> SEDModel:
@@ -90,21 +95,26 @@ def load_start_model(config: FinetuneConfig) -> SEDModel:
 
 
 def build_model(config: FinetuneConfig, labels: Sequence[str], start: SEDModel | None = None) -> SEDModel:
-    """The starting model adapted to ``labels`` and the head settings of ``config``."""
-    model = adapt_model(
+    """The starting model adapted to ``labels`` and the head settings of ``config``; says on stderr what happened
+    to the classes (``heads: 10 classes kept, 0 new, 0 dropped``)."""
+    model, change = adapt_heads(
         start if start is not None else load_start_model(config),
         labels,
         head_type=config.head_type,
         rnn_dim=config.rnn_dim,
         drop_top_layers=config.drop_top_layers,
     )
+    say(change.line())
     model.name = config.name or f"{(model.name or config.model).split('.')[0]}-finetuned"
     return model
 
 
 def load_teacher(config: FinetuneConfig, labels: Sequence[str]) -> SEDModel | None:
-    """The frozen distillation teacher of ``config`` (``None`` without one); its classes must be ``labels``."""
+    """The frozen distillation teacher of ``config`` (``None`` without one).
+
+    Its classes must be those of ``labels``; in another order, its heads are re-ordered by class name."""
     from ptsed.models.factory import create_model
+    from ptsed.models.relabel import reheaded
 
     weight = config.loss.distillation_loss_weight
     if config.teacher is None:
@@ -114,11 +124,15 @@ def load_teacher(config: FinetuneConfig, labels: Sequence[str]) -> SEDModel | No
     if weight <= 0:
         raise ConfigError(f"teacher {config.teacher} is unused: set loss.distillation_loss_weight > 0")
     teacher = create_model(config.model, checkpoint_path=config.teacher)
-    if list(teacher.labels or []) != list(labels):
+    known = list(teacher.labels or [])
+    if sorted(known) != sorted(labels):
+        missing, extra = sorted(set(labels) - set(known)), sorted(set(known) - set(labels))
         raise ConfigError(
-            f"teacher {config.teacher} has other classes than the run, or another order; "
-            "pass --labels in the teacher's order"
+            f"teacher {config.teacher} has other classes than the run (missing: {missing or 'none'}; "
+            f"not in the run: {extra or 'none'}); pass --labels with the teacher's classes"
         )
+    if known != list(labels):
+        teacher, _ = reheaded(teacher, labels)  # same classes, another order: rows follow the names
     return teacher
 
 
@@ -150,13 +164,18 @@ def _loggers(output: Path, config: FinetuneConfig) -> list[Any]:
 def start_run(output: Path, *, resume: bool, threads: int, seed: int) -> Path:
     """Common start of a training run: check the resume checkpoint, set torch's threads, seed everything.
 
-    Returns the path of the run's ``checkpoints/last.ckpt`` (which exists when ``resume`` is true).
+    Returns the path of the run's ``checkpoints/last.ckpt``; when ``resume`` is true, the checkpoint to resume
+    from (``last.ckpt``, or ``best.ckpt`` when ``last.ckpt`` is damaged).
     """
     import lightning as L
 
     last = output / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise ConfigError(f"cannot resume: {last} does not exist")
+    if resume:
+        from ptsed.train.runfolder import resume_checkpoint
+
+        last = resume_checkpoint(last, say)  # a damaged last.ckpt: best.ckpt, or one clear error
     if threads > 0:
         torch.set_num_threads(threads)
     L.seed_everything(seed, workers=True, verbose=False)
@@ -170,15 +189,27 @@ def finetune(
     resume: bool = False,
     progress: bool = True,
     callbacks: Sequence[Any] = (),
+    overwrite: bool = False,
+    force_settings: bool = False,
 ) -> FinetuneResult:
     """Fine-tune (or train from scratch) a model and export ``output/model.pt``.
 
     Args:
         config: the settings (see :class:`~ptsed.train.config.FinetuneConfig`).
         output: output folder (created).
-        resume: continue from ``output/checkpoints/last.ckpt`` (exactly where it stopped).
-        progress: show progress bars.
+        resume: continue from ``output/checkpoints/last.ckpt`` (exactly where it stopped), with the settings
+            stored in ``output/config.yaml`` (others are refused, naming the differing keys).
+        progress: show progress bars (on stderr).
         callbacks: extra Lightning callbacks.
+        overwrite: remove the files of an earlier run in ``output`` first (without it, and without ``resume``,
+            a folder that holds a run is refused).
+        force_settings: resume even with settings other than the stored ones (``config.yaml`` is rewritten).
+
+    Raises:
+        ConfigError: bad settings, a folder holding another run, a resume with other settings.
+        CheckpointError: a damaged checkpoint (``last.ckpt`` without a readable ``best.ckpt``, or the
+            ``best.ckpt`` to export).
+        DiskFullError: the disk filled up (the message names the file and the free space).
 
     Returns:
         A :class:`FinetuneResult` (the exported file, validation scores, chosen post-processing, time).
@@ -186,6 +217,56 @@ def finetune(
     from ptsed.extras import require
 
     require("train", what="ptsed.train.finetune")
+    if config.train is None:
+        raise ConfigError("no training data: give --train (a DCASE folder, a HEAR task folder or a DESED root)")
+    output = Path(output)
+    if force_settings and not resume:
+        raise ConfigError("--force-settings applies to --resume only")
+    check_output(output, resume=resume, overwrite=overwrite)
+    if resume:
+        _check_resume_settings(output, config, force=force_settings)
+    try:
+        with quiet_lightning():
+            return _finetune(config, output, resume=resume, progress=progress, callbacks=callbacks)
+    except PermissionError as err:
+        raise ConfigError(f"cannot write {err.filename or output}: permission denied") from None
+    except (OSError, RuntimeError) as err:
+        if is_disk_full(err):
+            raise disk_full(getattr(err, "filename", None) or _partial_file(output) or output) from err
+        raise
+
+
+def _partial_file(output: Path) -> Path | None:
+    """The file whose write failed, from its ``NAME.tmp`` leftover in ``output`` (removed); ``None`` if none."""
+    leftovers = sorted(output.glob("*.tmp"), key=lambda p: p.stat().st_mtime) if output.is_dir() else []
+    for tmp in leftovers:
+        tmp.unlink(missing_ok=True)
+    return leftovers[-1].with_suffix("") if leftovers else None
+
+
+def _check_resume_settings(output: Path, config: FinetuneConfig, *, force: bool) -> None:
+    """Refuse a resume whose settings differ from the stored ``config.yaml`` (unless ``force``)."""
+    from ptsed.train.config import apply, read_yaml
+
+    stored_file = output / "config.yaml"
+    if not stored_file.is_file():
+        return
+    stored = apply(FinetuneConfig(), read_yaml(stored_file), str(stored_file))
+    changed = changed_settings(_plain(stored.to_dict()), _plain(config.to_dict()))
+    if not changed:
+        return
+    if not force:
+        raise ConfigError(
+            f"cannot resume {output}: {len(changed)} settings differ from {stored_file} ({'; '.join(changed)}); "
+            "resume with the stored settings (--resume alone reuses them), or pass --force-settings"
+        )
+    say(f"resuming {output} with changed settings ({'; '.join(changed)})")
+
+
+def _finetune(
+    config: FinetuneConfig, output: Path, *, resume: bool, progress: bool, callbacks: Sequence[Any]
+) -> FinetuneResult:
+    """:func:`finetune` after the checks of the output folder."""
     import lightning as L
     import yaml
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -197,9 +278,6 @@ def finetune(
     from ptsed.train.sources import open_source
     from ptsed.train.validation import evaluate, reference_from_dataset, select_postprocess, validation_windows
 
-    if config.train is None:
-        raise ConfigError("no training data: give --train (a DCASE folder, a HEAR task folder or a DESED root)")
-    output = Path(output)
     last = start_run(output, resume=resume, threads=config.threads, seed=config.seed)
 
     start_model = load_start_model(config)
@@ -269,7 +347,7 @@ def finetune(
             )
         )
     output.mkdir(parents=True, exist_ok=True)
-    (output / "config.yaml").write_text(yaml.safe_dump(_plain(config.to_dict()), sort_keys=False), encoding="utf-8")
+    write_atomic(output / "config.yaml", yaml.safe_dump(_plain(config.to_dict()), sort_keys=False))
     trainer = L.Trainer(
         accelerator="auto",
         devices=1,
@@ -284,21 +362,23 @@ def finetune(
         logger=_loggers(output, config),
         log_every_n_steps=min(10, max(1, len(train_loader) // max(1, config.accumulate))),
         enable_progress_bar=progress,
-        enable_model_summary=progress,
+        enable_model_summary=False,
+        plugins=[checkpoint_io()],
         use_distributed_sampler=False,
         default_root_dir=str(output),
     )
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the frozen front-end
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None, weights_only=True)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None, weights_only=True)
     train_seconds = time.perf_counter() - start
     if trainer.global_step >= total_steps:
-        trainer.save_checkpoint(last)  # a finished run: --resume then only re-exports
+        trainer.save_checkpoint(ckpt_dir / "last.ckpt")  # a finished run: --resume then only re-exports
 
     best = ckpt_cbs[-1].best_model_path if monitor else ""
     if config.select == "best" and best and Path(best).is_file():
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        try:
+            state = load_checkpoint(Path(best))["state_dict"]
+        except CheckpointError as err:
+            raise CheckpointError(f"{err}; not exported: export the last weights with --resume --select last") from None
         module.load_state_dict(state)
     if config.bn_recalibrate > 0:
         clean = torch.utils.data.DataLoader(
@@ -308,7 +388,7 @@ def finetune(
     metrics: dict[str, float] = {}
     postprocess: dict[str, Any] = {}
     if val_loader is not None and reference is not None and len(reference):
-        trainer.validate(module, val_loader, verbose=False)
+        trainer.validate(module, val_loader, verbose=False, weights_only=True)
         scores = module.last_val_scores
         postprocess = select_postprocess(
             scores, reference, labels, fitted_on={"valid": str(config.valid), "windows": val_windows}
@@ -337,12 +417,17 @@ def finetune(
     )
     pp = postprocess or _default_postprocess(labels, config.median_filter_s)
     for key, name in (("thresholds", "thresholds.json"), ("median_filter_s", "median_filter.json")):
-        (output / name).write_text(json.dumps(pp[key], indent=1), encoding="utf-8")  # for --threshold FILE etc.
+        write_atomic(output / name, json.dumps(pp[key], indent=1))  # for --threshold FILE etc.
     if postprocess:
         save_profile(postprocess, output / "postprocess.json")  # for `ptsed detect --postprocess FILE`
     summary = {"checkpoint": str(path), "steps": int(trainer.global_step), "train_seconds": train_seconds, **metrics}
-    (output / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    write_atomic(output / "summary.json", json.dumps(summary, indent=2))
     return FinetuneResult(path, metrics, postprocess, train_seconds, int(trainer.global_step))
+
+
+def say(line: str) -> None:
+    """One line for the user on stderr (stdout is kept for results)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _default_postprocess(labels: Sequence[str], median_filter_s: float) -> dict[str, Any]:
