@@ -356,7 +356,7 @@ def test_h5_survives_a_full_disk_during_assembly_and_a_damaged_file(
     monkeypatch.setattr(results, "_copy_group", full)
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "the disk is full: cannot write" in err and "frame_scores.h5" in err and "free)" in err
+    assert "the disk is full: cannot write" in err and "frame_scores.h5" in err and "MiB free" in err
     assert not (out / "frame_scores.h5").exists() and not list(out.glob(".*.tmp*"))
     monkeypatch.setattr(results, "_copy_group", real)
     assert main([*args, "--resume"]) == 0

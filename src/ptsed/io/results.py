@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import hashlib
 import io
 import json
@@ -41,7 +40,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ptsed.core.errors import ConfigError, PtsedError
+from ptsed.core.errors import ConfigError, PtsedError, disk_full, is_disk_full
 from ptsed.core.types import Event, FrameScores
 
 
@@ -126,21 +125,14 @@ def _fmt(t: float) -> str:
     return repr(float(t))
 
 
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
-def write_error(path: str | os.PathLike, err: OSError) -> PtsedError:
-    """A one-line error for a failed write: a full disk names the file and the free space."""
-    if err.errno in _DISK_FULL or "No space left on device" in str(err):
-        free = "unknown"
-        for folder in Path(path).absolute().parents:
-            try:
-                free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB"
-                break
-            except OSError:
-                continue
-        return PtsedError(f"the disk is full: cannot write {str(path)!r} ({free} free)")
-    return PtsedError(f"cannot write {str(path)!r}: {err.strerror or err}")
+def write_error(path: str | os.PathLike, err: BaseException) -> PtsedError:
+    """A one-line error for a failed write: a full disk (also torch's zip writer's) names the file and the
+    free space."""
+    if is_disk_full(err):
+        return disk_full(path)
+    return PtsedError(f"cannot write {path}: {(getattr(err, 'strerror', None) or str(err)).lower()}")
 
 
 def temporary_name(path: Path) -> Path:
@@ -163,13 +155,11 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise write_error(path, err) from err
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if isinstance(err, OSError) or is_disk_full(err):
+            raise write_error(path, err) from err
         raise
 
 

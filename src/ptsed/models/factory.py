@@ -12,6 +12,7 @@ import torch
 from ptsed.core.errors import CheckpointError, ConfigError
 from ptsed.heads.sed_head import HeadConfig
 from ptsed.hub import checkpoint as ckpt
+from ptsed.io.results import atomic_write
 from ptsed.models.meta import reset_missing, skip_init
 from ptsed.models.sed_model import SEDModel
 from ptsed.models.zoo import STRONG_VOCAB, WEAK_VOCAB, get_pretrained_spec
@@ -271,8 +272,6 @@ def save_checkpoint(
         **extra,
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
     return path

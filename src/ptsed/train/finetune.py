@@ -232,16 +232,8 @@ def finetune(
         raise ConfigError(f"cannot write {err.filename or output}: permission denied") from None
     except (OSError, RuntimeError) as err:
         if is_disk_full(err):
-            raise disk_full(getattr(err, "filename", None) or _partial_file(output) or output) from err
+            raise disk_full(getattr(err, "filename", None) or output) from err
         raise
-
-
-def _partial_file(output: Path) -> Path | None:
-    """The file whose write failed, from its ``NAME.tmp`` leftover in ``output`` (removed); ``None`` if none."""
-    leftovers = sorted(output.glob("*.tmp"), key=lambda p: p.stat().st_mtime) if output.is_dir() else []
-    for tmp in leftovers:
-        tmp.unlink(missing_ok=True)
-    return leftovers[-1].with_suffix("") if leftovers else None
 
 
 def _check_resume_settings(output: Path, config: FinetuneConfig, *, force: bool) -> None:

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import logging
 import os
@@ -28,7 +27,8 @@ from typing import Any
 
 import torch
 
-from ptsed.core.errors import CheckpointError, ConfigError, PtsedError
+from ptsed.core.errors import CheckpointError, ConfigError, DiskFullError, disk_full, is_disk_full
+from ptsed.io.results import atomic_write
 
 RUN_FILES = (
     "model.pt",
@@ -46,35 +46,19 @@ RESUME_FREE = frozenset({"threads", "num_workers", "wandb", "select", "bn_recali
 ``bn_recalibrate`` act on the export only)."""
 
 
-class DiskFullError(PtsedError):
-    """The disk filled up while a file was written."""
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` through a unique temporary file (flushed to disk) renamed into place
+    (:func:`ptsed.io.results.atomic_write`).
 
-
-def _size(num_bytes: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if num_bytes < 1024 or unit == "TB":
-            return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.1f} {unit}"
-        num_bytes /= 1024
-    return ""  # pragma: no cover
-
-
-def disk_full(path: str | Path) -> DiskFullError:
-    """The error for a full disk while writing ``path``: its name and the free space left there."""
-    folder = Path(path).absolute().parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        free = f"{_size(shutil.disk_usage(folder).free)} free"
-    except OSError:
-        free = "free space unknown"
-    return DiskFullError(f"the disk is full: writing {path} failed ({free} in {folder}); free some space and run again")
-
-
-def is_disk_full(err: BaseException) -> bool:
-    """``err`` is a full disk (``ENOSPC`` or ``EDQUOT``), also inside torch's zip writer."""
-    if isinstance(err, OSError):
-        return err.errno in (errno.ENOSPC, errno.EDQUOT)
-    return isinstance(err, RuntimeError) and "file write failed" in str(err)
+    Raises:
+        DiskFullError: the disk filled up (the temporary file is removed, an older ``path`` stays intact).
+        PtsedError: another write error, in one line naming ``path``.
+    """
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_write(path) as tmp:
+        _write_file(tmp, raw)
+    return path
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -82,29 +66,6 @@ def _write_file(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a unique temporary file renamed into place.
-
-    Raises:
-        DiskFullError: the disk filled up (the temporary file is removed, an older ``path`` stays intact).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        _write_file(tmp, raw)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        if is_disk_full(err):
-            raise disk_full(path) from err
-        if isinstance(err, PermissionError):
-            raise PermissionError(err.errno, err.strerror, str(path)) from err  # the file, not its temporary
-        raise
-    return path
 
 
 def save_torch_atomic(obj: Any, path: str | Path) -> Path:
