@@ -240,3 +240,25 @@ def test_console_script_exits_with_the_run_code_and_complete_outputs(tmp_path: P
     printed = subprocess.run([*cmd[:5], *cmd[6:]], capture_output=True, text=True)  # the example alone
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout.count("soundscape.wav") == len(rows) - 1  # the same events, all printed
+
+
+# -- issue 17 ------------------------------------------------------------------------------------------------
+EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "soundscape.wav")
+
+
+@pytest.mark.parametrize("command", [["models"], ["detect", EXAMPLE, "--model", "demo", "--device", "cpu"]])
+def test_output_into_a_closed_pipe_ends_quietly(command: list[str]) -> None:
+    """``ptsed ... | head``: the reader has gone; no BrokenPipeError traceback, exit 141 (128 + SIGPIPE)."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before ptsed writes anything
+    try:
+        run = subprocess.run([sys.executable, "-m", "ptsed", *command], stdout=write, stderr=subprocess.PIPE,
+                             text=True, timeout=120)  # fmt: skip
+    finally:
+        os.close(write)
+    assert run.returncode == 141, run.stderr
+    assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr and "Exception ignored" not in run.stderr
