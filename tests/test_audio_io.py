@@ -213,3 +213,33 @@ def test_list_audio_files(tmp_path: Path) -> None:
         list_audio_files(tmp_path / "nope")
     with pytest.raises(AudioError, match="matches no audio"):
         list_audio_files(str(tmp_path / "*.ogg"))
+
+
+# -- issue 17 ------------------------------------------------------------------------------------------------
+def test_a_glob_does_not_follow_folder_links(tmp_path: Path) -> None:
+    """``**`` over a folder link loop once never ended (glob.glob follows links: 2^depth paths)."""
+    import signal
+
+    root = tmp_path / "rec"
+    (root / "sub").mkdir(parents=True)
+    for rel in ["a.wav", "sub/b.wav", ".hidden.wav", "sub/.c.wav"]:
+        (root / rel).write_bytes(b"x")
+    (root / "sub" / "up").symlink_to("..", target_is_directory=True)
+    (root / "sub" / "self").symlink_to(".", target_is_directory=True)
+
+    class TooLong(Exception):  # not TimeoutError: glob.glob swallows OSErrors
+        pass
+
+    def too_long(*_: object) -> None:
+        raise TooLong("the glob did not finish in 10 s")
+
+    old = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(10)
+    try:
+        names = [s.name for s in list_audio_files(str(root / "**" / "*.wav"))]
+        hidden = [s.name for s in list_audio_files(str(root / "**" / ".*.wav"))]
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert names == ["a.wav", "sub/b.wav"]  # as glob.glob: names starting with '.' need a pattern part with '.'
+    assert hidden == [".hidden.wav", "sub/.c.wav"]

@@ -579,6 +579,25 @@ def _glob_root(pattern: str) -> Path:
     return Path(*root) if root else Path(".")
 
 
+def _glob_files(pattern: str) -> tuple[Path, list[Path]]:
+    """(the pattern's literal root, the files that match it, sorted).
+
+    ``**`` does not follow symbolic links to folders (pathlib's rule; ``glob.glob`` follows them, and a
+    link loop then never ends), as folder scans do not. As in ``glob.glob``, names starting with ``.``
+    match only a pattern part that starts with ``.``.
+    """
+    root = _glob_root(pattern)
+    rel = Path(*Path(pattern).parts[len(root.parts) :])
+    hidden_ok = any(part.startswith(".") for part in rel.parts)
+    found = []
+    for p in root.glob(rel.as_posix()):
+        if not hidden_ok and any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        if p.is_file():
+            found.append(p)
+    return root, sorted(found)
+
+
 def list_audio_files(
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -623,9 +642,8 @@ def list_audio_files(
             else:
                 out.append(AudioSource(path, path.name))
         elif glob.has_magic(text):
-            root = _glob_root(text)
-            matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            matches = [p for p in matches if p.is_file() and p.suffix.lower() in exts]
+            root, matches = _glob_files(text)
+            matches = [p for p in matches if p.suffix.lower() in exts]
             if not matches:
                 raise AudioError(f"the pattern {text!r} matches no audio files")
             out.extend(AudioSource(p, p.relative_to(root).as_posix()) for p in matches)
