@@ -262,3 +262,46 @@ def test_output_into_a_closed_pipe_ends_quietly(command: list[str]) -> None:
         os.close(write)
     assert run.returncode == 141, run.stderr
     assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr and "Exception ignored" not in run.stderr
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_in_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    import torch
+
+    import ptsed
+    from ptsed.models.factory import save_checkpoint
+
+    model = ptsed.create_model("demo")
+    with torch.no_grad():
+        next(iter(model.head.parameters())).fill_(float("nan"))
+    ckpt = save_checkpoint(model, tmp_path / "nan.pt")
+    code = main(["detect", EXAMPLE, "--checkpoint", str(ckpt), "--device", "cpu", "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "nan.pt" in err[0] and "NaN or infinite weights" in err[0]
+
+
+def test_non_finite_model_outputs_fail_the_file_and_name_the_model(
+    tiny: list[str],
+    recordings: Path,
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Finite weights, NaN outputs (here a NaN buffer of the front-end): each file fails with a message, the
+    run exits 1, and the windows still in flight after the failure are dropped."""
+    real = factory.create_model
+
+    def nan_model(name: str, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        model = real(name, *args, **kwargs)
+        model.frontend.proj.fill_(float("nan"))
+        return model
+
+    monkeypatch.setattr(factory, "create_model", nan_model)
+    out = tmp_path / "out"
+    code = main(["detect", str(recordings / "a.wav"), str(recordings / "site1"), "--model", "tiny", "-o", str(out),
+                 "--batch-size", "1", "--hop", "2"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "3 failed" in err, err
+    for name in ("a.wav", "b.flac", "short.wav"):
+        assert f"FAILED {name}: " in err
+    assert err.count("the model 'tiny' gave NaN or infinite scores (window at 0.00 s, precision fp32)") >= 3, err

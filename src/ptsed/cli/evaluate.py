@@ -108,9 +108,13 @@ def _load_model(args: argparse.Namespace):  # noqa: ANN202
     if checkpoint is None and Path(name).is_file():
         name, checkpoint = Path(name).stem, name
     try:
-        return create_model(name, checkpoint_path=checkpoint, device=args.device)
+        model = create_model(name, checkpoint_path=checkpoint, device=args.device)
     except KeyError as err:
         raise ConfigError(f"unknown model {name!r}: {err}") from None
+    from ptsed.inference.predictor import check_finite_weights
+
+    check_finite_weights(model, checkpoint)
+    return model
 
 
 def run(args: argparse.Namespace) -> int:
