@@ -305,3 +305,26 @@ def test_non_finite_model_outputs_fail_the_file_and_name_the_model(
     for name in ("a.wav", "b.flac", "short.wav"):
         assert f"FAILED {name}: " in err
     assert err.count("the model 'tiny' gave NaN or infinite scores (window at 0.00 s, precision fp32)") >= 3, err
+
+
+def test_embed_help_says_output_is_required(capsys) -> None:  # noqa: ANN001
+    with pytest.raises(SystemExit):
+        main(["embed", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "events are printed" not in text and "--output DIR, -o DIR output folder (required" in text
+    with pytest.raises(SystemExit) as info:
+        main(["embed", EXAMPLE, "--model", "demo"])
+    assert info.value.code == 2 and "required: --output" in capsys.readouterr().err
+
+
+def test_the_printed_table_shows_file_names_in_full(tiny: list[str], tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    names = ["site_north/recorder_A_2023-05-01_morning.wav", "site_south/recorder_A_2023-05-01_morning.wav", "b.wav"]
+    for i, name in enumerate(names):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        sf.write(tmp_path / name, _tone(3.0, seed=i), 16_000)
+    assert main(["detect", str(tmp_path), "--model", "tiny", "--threshold", "0.3", "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["filename", "onset", "offset", "score", "event_label"]
+    assert {line.split()[0] for line in lines[1:]} == set(names)  # every file has events, named in full
+    onset_end = lines[0].index("onset") + len("onset")
+    assert all(line[onset_end - 1] != " " and line[onset_end] == " " for line in lines[1:])  # one column
