@@ -13,8 +13,9 @@ files are decoded the same way everywhere and bad files fail with the same clear
 - Samples are float32; integer PCM is scaled by ``1 / 2**(bits - 1)`` (int16 / 32768).
 
 Files that cannot be used raise :class:`ptsed.core.errors.AudioError` with a message naming the file:
-missing, empty (0 bytes or 0 samples), truncated, not audio, without an audio stream, or holding NaN or
-infinite samples (ptsed rejects such files; it does not repair them).
+missing, unreadable, not a regular file (a named pipe, a device), empty (0 bytes or 0 samples), truncated,
+not audio, without an audio stream, or holding NaN or infinite samples (ptsed rejects such files; it does
+not repair them). What a C decoder prints on stderr meanwhile goes with that file's message.
 """
 
 from __future__ import annotations
