@@ -213,3 +213,99 @@ def test_list_audio_files(tmp_path: Path) -> None:
         list_audio_files(tmp_path / "nope")
     with pytest.raises(AudioError, match="matches no audio"):
         list_audio_files(str(tmp_path / "*.ogg"))
+
+
+# -- issue 17 ------------------------------------------------------------------------------------------------
+def test_a_glob_does_not_follow_folder_links(tmp_path: Path) -> None:
+    """``**`` over a folder link loop once never ended (glob.glob follows links: 2^depth paths)."""
+    import signal
+
+    root = tmp_path / "rec"
+    (root / "sub").mkdir(parents=True)
+    for rel in ["a.wav", "sub/b.wav", ".hidden.wav", "sub/.c.wav"]:
+        (root / rel).write_bytes(b"x")
+    (root / "sub" / "up").symlink_to("..", target_is_directory=True)
+    (root / "sub" / "self").symlink_to(".", target_is_directory=True)
+
+    class TooLong(Exception):  # not TimeoutError: glob.glob swallows OSErrors
+        pass
+
+    def too_long(*_: object) -> None:
+        raise TooLong("the glob did not finish in 10 s")
+
+    old = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(10)
+    try:
+        names = [s.name for s in list_audio_files(str(root / "**" / "*.wav"))]
+        hidden = [s.name for s in list_audio_files(str(root / "**" / ".*.wav"))]
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert names == ["a.wav", "sub/b.wav"]  # as glob.glob: names starting with '.' need a pattern part with '.'
+    assert hidden == [".hidden.wav", "sub/.c.wav"]
+
+
+def _random_bytes(path: Path, n: int = 20_000) -> Path:
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, n, dtype=np.uint8).tobytes())
+    return path
+
+
+def test_random_bytes_are_not_called_a_pipe_or_a_stream_without_sample_rate(tmp_path: Path, capfd) -> None:  # noqa: ANN001
+    for ext in (".mp3", ".flac", ".wav", ".ogg"):
+        path = _random_bytes(tmp_path / f"random{ext}")
+        with pytest.raises(AudioError) as info:
+            load_audio(path)
+        msg = str(info.value)
+        assert f"random{ext}" in msg and "not an audio file ptsed can read" in msg, msg
+        assert "pipe" not in msg and "does not exist" not in msg and "has no sample rate" not in msg, msg
+    # libmpg123's chatter goes with the file's message, not bare to stderr
+    with pytest.raises(AudioError, match=r"random\.mp3.*the decoder said: Note: Illegal Audio-MPEG-Header"):
+        audio_info(tmp_path / "random.mp3")
+    assert "Illegal Audio-MPEG-Header" not in capfd.readouterr().err
+
+
+def test_decoder_chatter_of_a_file_that_decodes_is_one_line_naming_it(tmp_path: Path, capfd) -> None:  # noqa: ANN001
+    mp3 = tmp_path / "tail.mp3"
+    sf.write(mp3, _sine(16_000, 3.0), 16_000)
+    mp3.write_bytes(mp3.read_bytes() + _random_bytes(tmp_path / "junk", 3000).read_bytes())
+    y, _ = load_audio(mp3, 16_000)
+    assert y.size >= 3 * 16_000
+    err = capfd.readouterr().err.splitlines()
+    assert err and all(line.startswith(f"ptsed: {str(mp3)!r}: the decoder reported: ") for line in err), err
+
+
+def test_a_fifo_is_not_a_regular_file_not_a_missing_one(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "live.wav"
+    os.mkfifo(fifo)
+    for call in (lambda: load_audio(fifo), lambda: list_audio_files([fifo])):
+        with pytest.raises(AudioError) as info:
+            call()
+        assert (
+            str(info.value)
+            == f"{str(fifo)!r} is not a regular file but a named pipe (FIFO); ptsed reads audio from regular files"
+        )
+    with pytest.raises(AudioError, match="is not a regular file but a folder"):
+        load_audio(tmp_path)
+
+
+def test_an_unreadable_file_says_so_not_that_it_is_not_audio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run as root, who reads every file: the denial is simulated where Python opens files."""
+    import builtins
+
+    import ptsed.io.audio as audio
+
+    path = tmp_path / "locked.wav"
+    sf.write(path, _sine(16_000, 1.0), 16_000)
+    real_open = builtins.open
+
+    def deny(file, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(audio, "open", deny, raising=False)
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    assert str(info.value) == f"cannot read audio file {str(path)!r}: permission denied"

@@ -244,3 +244,91 @@ def test_console_script_exits_with_the_run_code_and_complete_outputs(tmp_path: P
     printed = subprocess.run([*cmd[:5], *cmd[6:]], capture_output=True, text=True)  # the example alone
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout.count("soundscape.wav") == len(rows) - 1  # the same events, all printed
+
+
+# -- issue 17 ------------------------------------------------------------------------------------------------
+EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "soundscape.wav")
+
+
+@pytest.mark.parametrize("command", [["models"], ["detect", EXAMPLE, "--model", "demo", "--device", "cpu"]])
+def test_output_into_a_closed_pipe_ends_quietly(command: list[str]) -> None:
+    """``ptsed ... | head``: the reader has gone; no BrokenPipeError traceback, exit 141 (128 + SIGPIPE)."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before ptsed writes anything
+    try:
+        run = subprocess.run([sys.executable, "-m", "ptsed", *command], stdout=write, stderr=subprocess.PIPE,
+                             text=True, timeout=120)  # fmt: skip
+    finally:
+        os.close(write)
+    assert run.returncode == 141, run.stderr
+    assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr and "Exception ignored" not in run.stderr
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_in_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    import torch
+
+    import ptsed
+    from ptsed.models.factory import save_checkpoint
+
+    model = ptsed.create_model("demo")
+    with torch.no_grad():
+        next(iter(model.head.parameters())).fill_(float("nan"))
+    ckpt = save_checkpoint(model, tmp_path / "nan.pt")
+    code = main(["detect", EXAMPLE, "--checkpoint", str(ckpt), "--device", "cpu", "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "nan.pt" in err[0] and "NaN or infinite weights" in err[0]
+
+
+def test_non_finite_model_outputs_fail_the_file_and_name_the_model(
+    tiny: list[str],
+    recordings: Path,
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Finite weights, NaN outputs (here a NaN buffer of the front-end): each file fails with a message, the
+    run exits 1, and the windows still in flight after the failure are dropped."""
+    real = factory.create_model
+
+    def nan_model(name: str, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        model = real(name, *args, **kwargs)
+        model.frontend.proj.fill_(float("nan"))
+        return model
+
+    monkeypatch.setattr(factory, "create_model", nan_model)
+    out = tmp_path / "out"
+    code = main(["detect", str(recordings / "a.wav"), str(recordings / "site1"), "--model", "tiny", "-o", str(out),
+                 "--batch-size", "1", "--hop", "2"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "3 failed" in err, err
+    for name in ("a.wav", "b.flac", "short.wav"):
+        assert f"FAILED {name}: " in err
+    assert err.count("the model 'tiny' gave NaN or infinite scores (window at 0.00 s, precision fp32)") >= 3, err
+
+
+def test_embed_help_says_output_is_required(capsys) -> None:  # noqa: ANN001
+    with pytest.raises(SystemExit):
+        main(["embed", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "events are printed" not in text and "--output DIR, -o DIR output folder (required" in text
+    with pytest.raises(SystemExit) as info:
+        main(["embed", EXAMPLE, "--model", "demo"])
+    assert info.value.code == 2 and "required: --output" in capsys.readouterr().err
+
+
+def test_the_printed_table_shows_file_names_in_full(tiny: list[str], tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    names = ["site_north/recorder_A_2023-05-01_morning.wav", "site_south/recorder_A_2023-05-01_morning.wav", "b.wav"]
+    for i, name in enumerate(names):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        sf.write(tmp_path / name, _tone(3.0, seed=i), 16_000)
+    assert main(["detect", str(tmp_path), "--model", "tiny", "--threshold", "0.3", "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["filename", "onset", "offset", "score", "event_label"]
+    assert {line.split()[0] for line in lines[1:]} == set(names)  # every file has events, named in full
+    onset_end = lines[0].index("onset") + len("onset")
+    assert all(line[onset_end - 1] != " " and line[onset_end] == " " for line in lines[1:])  # one column

@@ -165,3 +165,54 @@ def test_model_on_hdf5_audio_with_a_model_object(tmp_path) -> None:
     # without a protocol the clip left without events stays (it can only add false positives)
     assert res.summary["n_clips"] == 3 and res.summary["clips_missing_predictions"] == []
     assert 0 <= res.summary["psds1"] <= 1 and res.summary["frame_map"] > 0
+
+
+# -- issue 17 ------------------------------------------------------------------------------------------------
+def test_detections_that_miss_a_class_or_are_header_only_are_evaluated(syn, tmp_path, capsys) -> None:  # noqa: ANN001
+    rows = syn["detections"].read_text().splitlines()
+    missed = tmp_path / "missed.tsv"  # an events.tsv whose model never detected class0
+    missed.write_text("\n".join([rows[0], *(r for r in rows[1:] if not r.endswith("\tclass0"))]) + "\n")
+    empty = tmp_path / "empty.tsv"
+    empty.write_text(rows[0] + "\n")
+    base = ["evaluate", "--ground-truth", str(syn["ground_truth"]), "--durations", str(syn["durations"]),
+            "--metrics", "psds1,collar_f1", "--no-plot", "--strict"]  # fmt: skip
+    assert main([*base, "--detections", str(missed), "--output", str(tmp_path / "a")]) == 0
+    per_class = (tmp_path / "a" / "per_class.csv").read_text().splitlines()
+    assert len(per_class) == 5 and "class0,5,0.000000,0.000000" in per_class  # scored, with recall 0
+    assert _summary(tmp_path / "a")["collar_f1"]["0.5"]["micro"] > 0
+    assert main([*base, "--detections", str(empty), "--output", str(tmp_path / "b")]) == 0
+    s = _summary(tmp_path / "b")
+    assert s["n_clips"] == 12 and s["n_classes"] == 4 and s["psds1"] == 0
+    assert "scored 12 of 12 clips; exit code 0" in capsys.readouterr().err
+
+
+def test_strict_exits_1_when_a_clip_is_not_scored(syn, tmp_path, capsys) -> None:  # noqa: ANN001
+    import shutil
+
+    scores = tmp_path / "scores"
+    shutil.copytree(syn["scores"], scores)
+    first, *_, second = sorted(scores.iterdir())
+    first.unlink()  # no predictions
+    second.write_text("onset\toffset\tclass0\n0\t1\t0.5\n")  # lacks classes: fails
+    base = ["evaluate", "--ground-truth", str(syn["ground_truth"]), "--durations", str(syn["durations"]),
+            "--scores", str(scores), "--metrics", "psds1", "--no-plot"]  # fmt: skip
+    assert main([*base, "--output", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "scored 10 of 12 clips (1 failed, 1 without predictions); exit code 0 (with --strict: 1)" in err
+    assert main([*base, "--output", str(tmp_path / "b"), "--strict"]) == 1
+    assert "exit code 1 (--strict)" in capsys.readouterr().err
+    assert _summary(tmp_path / "b")["n_clips"] == 10  # the numbers are written all the same
+
+
+@pytest.mark.parametrize(
+    "content",
+    [bytes(range(256)) * 8, "filename\tonset\toffset\tevent_label\nç.wav\t0\t1\tx\n".encode("latin-1")],
+    ids=["binary", "latin-1"],
+)
+def test_a_binary_or_non_utf8_ground_truth_is_one_line(syn, tmp_path, capsys, content) -> None:  # noqa: ANN001
+    gt = tmp_path / "gt.tsv"
+    gt.write_bytes(content)
+    code = main(["evaluate", "--ground-truth", str(gt), "--detections", str(syn["detections"]),
+                 "--output", str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "gt.tsv" in err[0] and "UTF-8" in err[0] and "Traceback" not in err[0]

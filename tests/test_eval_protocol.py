@@ -187,3 +187,60 @@ def test_the_audioset_strong_protocol_is_upstreams() -> None:
     assert (PSDS1.dtc_threshold, PSDS1.gtc_threshold, PSDS1.cttc_threshold, PSDS1.alpha_ct, PSDS1.alpha_st) == (
         0.7, 0.7, None, 0.0, 1.0
     )  # fmt: skip
+
+
+# -- issue 17: detections that miss a class, header-only and unknown labels; scores outside [0, 1] ------------
+def _tsv(path, rows: list[str], header: str = "filename\tonset\toffset\tevent_label"):  # noqa: ANN001, ANN202
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+GT_ROWS = ["a.wav\t0.5\t2.0\tdog", "a.wav\t3.0\t4.0\tcat", "b.wav\t1.0\t2.0\tcat"]
+
+
+def test_a_class_never_detected_counts_with_recall_zero(tmp_path) -> None:  # noqa: ANN001
+    gt = {"a": [(0.5, 2.0, "dog"), (3.0, 4.0, "cat")], "b": [(1.0, 2.0, "cat")]}
+    det = Detections(_tsv(tmp_path / "det.tsv", ["a.wav\t0.5\t2.0\tdog"]))
+    res = evaluate(det, gt, {"a": 10.0, "b": 10.0}, metrics=["collar_f1", "psds1"], warn=None)
+    assert res.summary["clips_failed"] == {} and res.summary["n_clips"] == 2
+    rows = {r["class"]: r for r in res.per_class}
+    assert set(rows) == {"cat", "dog"}  # the missed class is scored, not left out
+    assert rows["cat"]["collar_f1@0.5"] == 0 and rows["dog"]["collar_f1@0.5"] == 1
+    assert res.summary["collar_f1"]["0.5"]["recall_micro"] == pytest.approx(1 / 3)
+    # the same under the audioset-strong protocol (the vocabulary decides the classes)
+    res = evaluate(Detections(tmp_path / "det.tsv"), {"a": [(0.5, 2.0, "Dog"), (3, 4, "Cat")]}, {"a": 10.0},
+                   protocol="audioset-strong", metrics=["collar_f1"], warn=None)  # fmt: skip
+    assert res.summary["n_classes"] == 2 and res.summary["collar_f1"]["0.5"]["recall_micro"] == 0
+
+
+def test_header_only_detections_score_zero(tmp_path) -> None:  # noqa: ANN001
+    gt = {"a": [(0.5, 2.0, "dog")], "b": [(1.0, 2.0, "cat")]}
+    det = Detections(_tsv(tmp_path / "det.tsv", []))
+    res = evaluate(det, gt, {"a": 10.0, "b": 10.0}, metrics=["collar_f1", "psds1"], warn=None)
+    assert res.summary["n_clips"] == 2 and res.summary["n_classes"] == 2
+    assert res.summary["psds1_macro"] == 0 and res.summary["collar_f1"]["0.5"]["micro"] == 0
+    res = evaluate(det, gt, {"a": 10.0}, metrics=["psds1"], warn=None)  # b: no duration, nothing detected
+    assert "no detections and no duration" in res.summary["clips_failed"]["b"]
+
+
+def test_detections_of_a_label_not_in_the_ground_truth_are_ignored_with_one_warning(tmp_path) -> None:  # noqa: ANN001
+    gt = {"a": [(0.5, 2.0, "dog")], "b": [(1.0, 2.0, "cat")]}
+    rows = ["a.wav\t0.5\t2.0\tdog", "b.wav\t1.0\t2.0\tcat", "b.wav\t3.0\t4.0\tbird", "a.wav\t5\t6\tbird"]
+    warnings: list[str] = []
+    res = evaluate(Detections(_tsv(tmp_path / "det.tsv", rows)), gt, {"a": 10.0, "b": 10.0},
+                   metrics=["collar_f1"], warn=warnings.append)  # fmt: skip
+    assert warnings == ["detections of 1 label(s) not in the ground truth are ignored: bird"]
+    assert res.summary["collar_f1"]["0.5"]["micro"] == 1.0 and [r["class"] for r in res.per_class] == ["cat", "dog"]
+
+
+@pytest.mark.parametrize("bad", [2.5, -0.1, np.nan])
+def test_scores_outside_zero_one_fail_the_clip_clearly(data, bad) -> None:  # noqa: ANN001
+    gt, dur, scores, names, ts = data
+    broken = {c: s.copy() for c, s in scores.items()}
+    broken["clip003"][5, 1] = bad
+    res = evaluate(Memory(broken, ts, names), gt, dur, metrics=["psds1"], warn=None)
+    msg = res.summary["clips_failed"]["clip003"]
+    assert "clip003" in msg and "[0, 1]" in msg and res.summary["n_clips"] == 15
+    logits = {c: s * 8 - 4 for c, s in scores.items()}
+    with pytest.raises(ConfigError, match="no clip could be scored"):
+        evaluate(Memory(logits, ts, names), gt, dur, metrics=["psds1"], warn=None)

@@ -284,18 +284,20 @@ def sources_from_args(args: argparse.Namespace, extensions: Any = None) -> list:
     return list_audio_files(args.inputs, extensions=exts, recursive=not args.no_recursive)
 
 
-def print_events_table(result: Any, header: list[bool], out: Any = None) -> None:
-    """Print a result's events (time order) as an aligned table; the header once (``header[0]``)."""
+def print_events_table(result: Any, header: list[bool], out: Any = None, width: int = 24) -> None:
+    """Print a result's events (time order) as an aligned table; the header once (``header[0]``).
+
+    File names are printed in full, in a column ``width`` characters wide (a longer name widens its rows).
+    """
     out = out or sys.stdout
     if header[0]:
-        out.write(f"{'filename':<24} {'onset':>9} {'offset':>9}  {'score':>5}  event_label\n")
+        out.write(f"{'filename':<{width}} {'onset':>9} {'offset':>9}  {'score':>5}  event_label\n")
         header[0] = False
     events = sorted(result.events, key=lambda e: (e.onset, e.offset, e.label))
-    name = result.name if len(result.name) <= 24 else "…" + result.name[-23:]
     for e in events:
         score = "" if e.score is None else f"{e.score:.2f}"
         label = e.label if e.channel is None else f"{e.label} [ch{e.channel}]"
-        out.write(f"{name:<24} {e.onset:9.2f} {e.offset:9.2f}  {score:>5}  {label}\n")
+        out.write(f"{result.name:<{width}} {e.onset:9.2f} {e.offset:9.2f}  {score:>5}  {label}\n")
     out.flush()
 
 
@@ -373,7 +375,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     header = [True]
-    on_result = None if args.output else (lambda r: print_events_table(r, header))
+    width = max([24, *(len(getattr(s, "name", "")) for s in sources)])  # the longest name, never cut
+    on_result = None if args.output else (lambda r: print_events_table(r, header, width=width))
     summary = run_batch(
         predictor,
         sources,

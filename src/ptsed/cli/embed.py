@@ -30,6 +30,10 @@ def register(subparsers: Any) -> None:
     add_input_arguments(p)
     add_model_arguments(p)
     add_runtime_arguments(p)
+    for action in p._actions:  # detect prints events without --output; embed always writes files
+        if action.dest == "output":
+            action.required = True
+            action.help = "output folder (required: embeddings are written to files, never printed)"
     p.add_argument(
         "--layer",
         type=int,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HELP = "evaluate a model, saved scores or detections against strong labels (PSDS1/2, pAUROC, F1, mAP)"
@@ -80,6 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plot", action="store_true", help="do not write psd_roc.png")
     p.add_argument("--per-class", action="store_true", help="also print the per-class table")
     p.add_argument("--progress", action="store_true", help="show progress bars")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a ground-truth clip could not be scored (it failed or has no predictions); "
+                        "the numbers are written all the same")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -105,9 +109,13 @@ def _load_model(args: argparse.Namespace):  # noqa: ANN202
     if checkpoint is None and Path(name).is_file():
         name, checkpoint = Path(name).stem, name
     try:
-        return create_model(name, checkpoint_path=checkpoint, device=args.device)
+        model = create_model(name, checkpoint_path=checkpoint, device=args.device)
     except KeyError as err:
         raise ConfigError(f"unknown model {name!r}: {err}") from None
+    from ptsed.inference.predictor import check_finite_weights
+
+    check_finite_weights(model, checkpoint)
+    return model
 
 
 def detect_median_filter(model):  # noqa: ANN001, ANN201
@@ -176,4 +184,19 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(format_per_class(result))
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
-    return 0
+    code, line = _outcome(result.summary, strict=args.strict)
+    print(f"ptsed evaluate: {line}", file=sys.stderr)
+    return code
+
+
+def _outcome(summary: dict, *, strict: bool) -> tuple[int, str]:
+    """The exit code (1 when ``strict`` and a clip could not be scored) and the summary line naming it."""
+    failed, missing = len(summary["clips_failed"]), len(summary["clips_missing_predictions"])
+    scored = summary["n_clips"]
+    line = f"scored {scored} of {scored + failed + missing} clips"
+    if not failed + missing:
+        return 0, f"{line}; exit code 0"
+    line += f" ({failed} failed, {missing} without predictions)"
+    if strict:
+        return 1, f"{line}; exit code 1 (--strict)"
+    return 0, f"{line}; exit code 0 (with --strict: 1)"

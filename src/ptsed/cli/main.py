@@ -70,7 +70,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ptsed ... | head`: the reader left; stop quietly, as SIGPIPE would
+        return _stdout_gone()
     return int(code or 0)
+
+
+BROKEN_PIPE_EXIT = 141
+"""Exit code when stdout's reader has gone (``ptsed detect ... | head``): 128 + SIGPIPE, what a shell
+reports for a program that SIGPIPE ended."""
+
+
+def _stdout_gone() -> int:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not fail again; returns
+    :data:`BROKEN_PIPE_EXIT`."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no usable stdout at all
+        pass
+    return BROKEN_PIPE_EXIT
 
 
 FAST_EXIT = frozenset({"detect", "embed", "models"})
@@ -84,6 +105,13 @@ def cli() -> None:
 
     argv = sys.argv[1:]
     code = main(argv)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        gone = _stdout_gone()
+        code = code or gone
+    except (OSError, ValueError):
+        pass
     if argv and argv[0] in FAST_EXIT and not os.environ.get("PTSED_FULL_EXIT"):
         import contextlib
         import logging

@@ -17,6 +17,7 @@ Formats:
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -76,12 +77,31 @@ def merge_overlapping_events(events: Iterable[tuple[float, float, str]]) -> tupl
     return out, n_in - len(out)
 
 
+def read_text(path: Path) -> str:
+    """The text of a UTF-8 file (a byte-order mark is dropped).
+
+    Raises:
+        ConfigError: a binary file or text in another encoding (naming the line of the first bad byte).
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError(
+            f"{str(path)!r} is not a UTF-8 text file (byte {err.start}, on line {line}, is not UTF-8): a binary "
+            "file, or text in another encoding (save it as UTF-8)"
+        ) from None
+
+
 def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a TSV file (tab separated, header in the first line)."""
     if not path.is_file():
         raise ConfigError(f"{str(path)!r} does not exist or is not a file")
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.reader(fh, delimiter="\t") if r and any(c.strip() for c in r)]
+    text = read_text(path)
+    if "\0" in text:
+        raise ConfigError(f"{str(path)!r} holds NUL bytes: it is a binary file, not a TSV")
+    rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter="\t") if r and any(c.strip() for c in r)]
     if not rows:
         raise ConfigError(f"{str(path)!r} is empty")
     return [c.strip() for c in rows[0]], rows[1:]
@@ -213,8 +233,7 @@ def read_durations(path: str | Path) -> dict[str, float]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"durations file {str(path)!r} does not exist")
-    with open(path, newline="", encoding="utf-8") as fh:
-        text = fh.read()
+    text = read_text(path)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise ConfigError(f"durations file {str(path)!r} is empty")

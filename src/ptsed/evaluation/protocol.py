@@ -27,7 +27,7 @@ import numpy as np
 from ptsed.core.errors import ConfigError, PtsedError
 from ptsed.evaluation.annotations import Events, match_clip_ids, merge_overlapping_events
 from ptsed.evaluation.metrics import PSDS1, PSDS2, PSDSResult, collar_f1, frame_map, psds, segment_metrics
-from ptsed.evaluation.scores import DEFAULT_MEMORY_LIMIT, ScoreStore
+from ptsed.evaluation.scores import DEFAULT_MEMORY_LIMIT, ScoreStore, check_probabilities
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,11 @@ class EvaluationResult:
 
 def _warn(msg: str) -> None:
     print(f"ptsed evaluate: {msg}", file=sys.stderr)
+
+
+def _some(names: Sequence[str], n: int = 5) -> str:
+    """The first ``n`` names, comma-separated, with `` ...`` when there are more."""
+    return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
 
 
 def evaluate(
@@ -202,12 +207,16 @@ def evaluate(
             labels = get_labels(proto.vocabulary)
         else:
             labels = labels + sorted(gt_classes - set(labels))
+        source = source.with_labels(labels)  # a class never detected is scored (all 0: recall 0)
     classes = [c for c in labels if c in gt_classes]
     dropped_classes = sorted(gt_classes - set(labels))
     unscored = [c for c in labels if c not in gt_classes]
+    ignored = sorted(set(getattr(source, "detected_labels", ())) - gt_classes)
+    if ignored:
+        warn(f"detections of {len(ignored)} label(s) not in the ground truth are ignored: {_some(ignored)}")
     if dropped_classes:
         warn(f"{len(dropped_classes)} ground-truth classes are unknown to the system and not evaluated: "
-             f"{', '.join(dropped_classes[:5])}{' ...' if len(dropped_classes) > 5 else ''}")  # fmt: skip
+             f"{_some(dropped_classes)}")  # fmt: skip
     if not classes:
         raise ConfigError("the ground truth and the scores share no class")
     if proto.expected_classes is not None and len(classes) != proto.expected_classes:
@@ -235,6 +244,7 @@ def evaluate(
         if error is None:
             try:
                 scores, ts, cols = clip_scores
+                check_probabilities(scores, clip)
                 store.add(clip, scores, ts, cols)
             except PtsedError as err:
                 error = str(err)

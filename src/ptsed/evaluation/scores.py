@@ -285,6 +285,24 @@ def read_scores_tsv(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]
     return values, np.concatenate([onset, offset[-1:]]), [str(c) for c in cols[2:]]
 
 
+def check_probabilities(scores: np.ndarray, clip: str) -> None:
+    """Raise :class:`ConfigError` unless every score of a clip is a probability in [0, 1].
+
+    Args:
+        scores: (T, K) frame scores of the clip.
+        clip: its name, for the message.
+    """
+    scores = np.asarray(scores)
+    if scores.size == 0 or ((scores >= 0) & (scores <= 1)).all():
+        return
+    if np.isnan(scores).any():
+        raise ConfigError(f"scores of {clip!r} hold NaN values; scores must be probabilities in [0, 1]")
+    raise ConfigError(
+        f"scores of {clip!r} range from {float(scores.min()):.4g} to {float(scores.max()):.4g}; scores must be "
+        "probabilities in [0, 1] (logits? apply a sigmoid first)"
+    )
+
+
 def list_score_files(path: str | Path) -> dict[str, Path]:
     """Name (file name without ``.tsv``) -> score file, for a folder of them or a single file."""
     path = Path(path)

@@ -6,6 +6,7 @@ Each source names the clips it has (``names()``; ``None``: any clip), the classe
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -59,9 +60,13 @@ class Detections:
     the ground truth without detections scores 0 everywhere.
 
     Args:
-        path: the TSV file or folder.
+        path: the TSV file or folder (a header-only file: nothing was detected).
         labels: the classes the system can detect (default: those it detected; the evaluation adds
-            the ground-truth classes, so a class never detected still counts, with recall 0).
+            the ground-truth classes with :meth:`with_labels`, so a class never detected still counts,
+            with recall 0).
+
+    Attributes:
+        detected_labels: the classes that occur in the detections, sorted.
     """
 
     kind = "detections"
@@ -73,18 +78,28 @@ class Detections:
         if not self.path.exists():
             raise ConfigError(f"detections {str(self.path)!r} do not exist")
         self.events: dict[str, Events] = read_detections(self.path)
-        detected = sorted({e[2] for ev in self.events.values() for e in ev})
-        self.labels = list(labels) if labels is not None else detected
+        self.detected_labels = sorted({e[2] for ev in self.events.values() for e in ev})
+        self.labels = list(labels) if labels is not None else list(self.detected_labels)
         self.open_vocabulary = labels is None
         self.description = f"detections {self.path}"
 
     def names(self) -> None:
         return None
 
+    def with_labels(self, labels: Sequence[str]) -> Detections:
+        """The same detections scored for ``labels`` (columns of :meth:`read`); detections of other
+        classes are ignored."""
+        out = copy.copy(self)
+        out.labels = list(labels)
+        out.open_vocabulary = False
+        return out
+
     def read(self, name: str, duration_s: float | None = None) -> Clip:
         events = self.events.get(name, [])
         if duration_s is None:
-            duration_s = max([e[1] for e in events], default=0.0)
+            if not events:
+                raise ConfigError(f"{name!r} has no detections and no duration: give its duration (--durations)")
+            duration_s = max(e[1] for e in events)
         scores, ts = events_to_scores(events, self.labels, duration_s)
         return scores, ts, list(self.labels)
 

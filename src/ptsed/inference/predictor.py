@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ptsed.core.errors import AudioError, ConfigError
+from ptsed.core.errors import AudioError, CheckpointError, ConfigError
 from ptsed.core.types import Event, FrameScores
 from ptsed.inference.types import Embeddings, FileResult
 from ptsed.inference.windows import STITCH_MODES, Stitcher, WindowCutter
@@ -98,10 +98,38 @@ def load_model(spec: ModelLike, device: torch.device | None = None) -> SEDModel:
         name, checkpoint = (spec, None) if isinstance(spec, str) else spec
         name = resolve_model_name(name) if name else name
         model = create_model(name, checkpoint_path=checkpoint)
+    check_finite_weights(model, None if isinstance(spec, (SEDModel, str)) else spec[1])
     model.eval()
     if device is not None:
         model.to(device)
     return model
+
+
+def model_description(model: SEDModel, source: str | os.PathLike | None = None) -> str:
+    """``'name'``, with its checkpoint file (``source``, else the one a released model records), for
+    messages."""
+    source = str(source or model.checkpoint_extra.get("source", "") or "")
+    return repr(model.name) + (f" (checkpoint {source!r})" if source and source != model.name else "")
+
+
+def check_finite_weights(model: SEDModel, source: str | os.PathLike | None = None) -> None:
+    """Refuse a model with NaN or infinite parameters (a damaged checkpoint gives NaN scores everywhere).
+
+    Args:
+        model: the loaded model.
+        source: its checkpoint file, named in the message.
+
+    Raises:
+        CheckpointError: naming the model, its checkpoint file and the first bad parameter.
+    """
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+                bad = int((~torch.isfinite(param)).sum())
+                raise CheckpointError(
+                    f"model {model_description(model, source)} holds NaN or infinite weights ({bad} of {param.numel()} "
+                    f"values of {name!r}): the checkpoint is damaged; fetch or train it again"
+                )
 
 
 def quantize_int8(model: SEDModel) -> SEDModel:
@@ -263,6 +291,7 @@ class Predictor:
         if not specs:
             raise ConfigError("no model given")
         self.models: list[SEDModel] = [load_model(s, self.device) for s in specs]  # type: ignore[arg-type]
+        self._checkpoints = [s[1] if isinstance(s, tuple) else None for s in specs]
         self.int8 = bool(int8)
         if self.int8:
             if self.device.type != "cpu":
@@ -498,6 +527,15 @@ class Predictor:
                 y = outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)
             return y.cpu().numpy()
 
+    def _non_finite_error(self, job: _Job, start_frame: int, task: str) -> str:
+        """The message of a file for which the model gave NaN or infinite outputs."""
+        what = "embeddings" if task == "embed" else "scores"
+        models = ", ".join(model_description(m, c) for m, c in zip(self.models, self._checkpoints, strict=True))
+        return (
+            f"{job.source}: the model {models} gave NaN or infinite {what} (window at "
+            f"{start_frame * self.frame_hop_s:.2f} s, precision {self.precision}); the checkpoint may be damaged"
+        )
+
     def _frames_of(self, num_samples: int) -> int:
         """Frames of the stitched output for ``num_samples`` samples (upstream mode keeps padded frames)."""
         if self.upstream_chunking:
@@ -570,9 +608,12 @@ class Predictor:
             if not batch:
                 return
             out = self._forward(np.stack(arrays), task, layer)
-            for (index, stream, start_frame), values in zip(batch, out, strict=True):
+            finite = np.isfinite(out).reshape(len(out), -1).all(axis=1)
+            for (index, stream, start_frame), values, ok in zip(batch, out, finite, strict=True):
                 job = jobs[index]
                 job.pending -= 1
+                if job.error is None and not ok:
+                    job.error = self._non_finite_error(job, start_frame, task)
                 if job.error is None:
                     job.stitchers[stream].add(start_frame, values)
             batch.clear()
@@ -596,8 +637,8 @@ class Predictor:
                     break
                 if kind == "win":
                     _, index, stream, start_frame, window, share = msg
-                    job = jobs[index]
-                    if job.error is not None:
+                    job = jobs.get(index)
+                    if job is None or job.error is not None:  # None: failed in the model, already out
                         continue
                     job.pending += 1
                     job.windows += 1
@@ -621,6 +662,8 @@ class Predictor:
                     )
                 elif kind == "end":
                     _, index, total = msg
+                    if index not in jobs:  # failed in the model, already out
+                        continue
                     jobs[index].ended = True
                     jobs[index].num_samples = total
                     collect()

@@ -13,15 +13,22 @@ files are decoded the same way everywhere and bad files fail with the same clear
 - Samples are float32; integer PCM is scaled by ``1 / 2**(bits - 1)`` (int16 / 32768).
 
 Files that cannot be used raise :class:`ptsed.core.errors.AudioError` with a message naming the file:
-missing, empty (0 bytes or 0 samples), truncated, not audio, without an audio stream, or holding NaN or
-infinite samples (ptsed rejects such files; it does not repair them).
+missing, unreadable, not a regular file (a named pipe, a device), empty (0 bytes or 0 samples), truncated,
+not audio, without an audio stream, or holding NaN or infinite samples (ptsed rejects such files; it does
+not repair them). What a C decoder prints on stderr meanwhile goes with that file's message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import re
+import stat
 import struct
+import sys
+import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,13 +89,119 @@ class AudioInfo:
         return None if self.num_samples is None else self.num_samples / self.sample_rate
 
 
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, from its ``st_mode``."""
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _not_regular(path: Path, mode: int) -> str:
+    return f"{str(path)!r} is not a regular file but {_file_kind(mode)}; ptsed reads audio from regular files"
+
+
+def _unreadable(path: Path, err: OSError) -> AudioError:
+    why = "permission denied" if isinstance(err, PermissionError) else (err.strerror or str(err))
+    return AudioError(f"cannot read audio file {str(path)!r}: {why}")
+
+
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(f"audio file {str(path)!r} does not exist")
-    if not path.is_file():
-        raise AudioError(f"{str(path)!r} is not a file")
-    if path.stat().st_size == 0:
+    """Raise :class:`AudioError` unless ``path`` is a non-empty regular file this process can read."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise AudioError(f"audio file {str(path)!r} is a link to a file that does not exist") from None
+        raise AudioError(f"audio file {str(path)!r} does not exist") from None
+    except OSError as err:
+        raise _unreadable(path, err) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioError(_not_regular(path, st.st_mode))
+    if st.st_size == 0:
         raise AudioError(f"audio file {str(path)!r} is empty (0 bytes)")
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as err:
+        raise _unreadable(path, err) from None
+
+
+_DECODER_NOTE = re.compile(r"^(Note|Warning|Error): |^\[[^\]]*\] (error|warning|note)", re.IGNORECASE)
+"""A line that a C decoder prints on stderr (libmpg123 inside libsndfile: ``Note: Illegal Audio-MPEG-Header
+0x00000000 at offset 19996.``, ``[src/libmpg123/layer3.c:...] error: ...``)."""
+
+_STDERR_LOCK = threading.Lock()
+
+
+class _DecoderNotes:
+    """What C decoders print on stderr (file descriptor 2) while one file is read: captured, so that it is
+    attached to that file's message instead of reaching the terminal without a file name.
+
+    Use :meth:`capture` around each decoder call. Output of the same moments that is not a decoder's (a
+    progress bar drawn by another thread) is written back to stderr unchanged.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[None]:
+        with _STDERR_LOCK:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):  # no stderr to redirect
+                yield
+                return
+            with tempfile.TemporaryFile() as tmp:
+                os.dup2(tmp.fileno(), 2)
+                try:
+                    yield
+                finally:
+                    os.dup2(saved, 2)
+                    os.close(saved)
+                    tmp.seek(0)
+                    self._sort(tmp.read())
+
+    def _sort(self, data: bytes) -> None:
+        other = []
+        for line in data.decode("utf-8", "replace").splitlines(keepends=True):
+            if _DECODER_NOTE.match(line):
+                self.lines.append(line.strip())
+            else:
+                other.append(line)
+        if other:
+            with contextlib.suppress(OSError):
+                os.write(2, "".join(other).encode())
+
+    def summary(self) -> str:
+        """The first line and a count of the others (``""`` when none)."""
+        if not self.lines:
+            return ""
+        more = len(self.lines) - 1
+        return self.lines[0].rstrip(".") + (f" (+{more} more line{'s' * (more > 1)})" if more else "")
+
+    def report(self, path: Path) -> None:
+        """Print what was captured as one line naming the file (for a file that was read all the same)."""
+        if self.lines:
+            with contextlib.suppress(OSError, ValueError):
+                print(f"ptsed: {str(path)!r}: the decoder reported: {self.summary()}", file=sys.stderr)
+            self.lines = []
+
+
+_SOUNDFILE_GENERIC = "File does not exist or is not a regular file (possibly a pipe?)"
+"""libsndfile's message for any file it fails to open through a codec library (an mp3 of random bytes)."""
+
+
+def _soundfile_reason(err: Exception, path: Path, notes: _DecoderNotes) -> str:
+    """Why libsndfile refused a file that exists and is readable (checked before)."""
+    msg = _short_error(err, path)
+    if not msg or _SOUNDFILE_GENERIC.rstrip(".") in msg:
+        msg = "not a format it recognises, or corrupted data"
+    if notes.lines:
+        msg += f"; the decoder said: {notes.summary()}"
+        notes.lines = []
+    return msg
 
 
 def _wav_truncation(path: Path) -> str | None:
@@ -119,10 +232,11 @@ def _wav_truncation(path: Path) -> str | None:
     return None
 
 
-def _soundfile_info(path: Path) -> AudioInfo:
+def _soundfile_info(path: Path, notes: _DecoderNotes) -> AudioInfo:
     import soundfile as sf
 
-    info = sf.info(str(path))
+    with notes.capture():
+        info = sf.info(str(path))
     return AudioInfo(
         path=str(path),
         sample_rate=int(info.samplerate),
@@ -167,11 +281,12 @@ def _av_open(path: Path):  # noqa: ANN202
     return container
 
 
-def _av_stream_info(path: Path, container) -> AudioInfo:  # noqa: ANN001
+def _av_stream_info(path: Path, container, reasons: Sequence[str] = ()) -> AudioInfo:  # noqa: ANN001
     stream = container.streams.audio[0]
     rate = int(stream.codec_context.sample_rate or stream.rate or 0)
-    if rate <= 0:
-        raise AudioError(f"{str(path)!r}: the audio stream has no sample rate")
+    if rate <= 0:  # what FFmpeg's probe makes of random bytes with an audio extension
+        why = "; ".join([*reasons, f"PyAV: a {stream.codec_context.name} stream without a sample rate"])
+        raise AudioError(f"{str(path)!r} is not an audio file ptsed can read, or its data is corrupted ({why})")
     channels = int(stream.codec_context.channels or 0) if hasattr(stream.codec_context, "channels") else 0
     if not channels:
         channels = len(stream.layout.channels)
@@ -196,13 +311,15 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     """
     path = Path(path)
     _check_file(path)
+    reasons: list[str] = []
     if _use_av_first(path):
         container = _av_open(path)
     else:
+        notes = _DecoderNotes()  # on success dropped: decoding opens the file again and reports them
         try:
-            return _soundfile_info(path)
+            return _soundfile_info(path, notes)
         except Exception as sf_err:
-            reasons = [f"soundfile: {_short_error(sf_err, path)}"]
+            reasons = [f"soundfile: {_soundfile_reason(sf_err, path, notes)}"]
             try:
                 av = _import_av(path)
             except AudioError:
@@ -221,7 +338,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
                 container.close()
                 raise AudioError(f"{str(path)!r} has no audio stream") from sf_err
     try:
-        return _av_stream_info(path, container)
+        return _av_stream_info(path, container, reasons)
     finally:
         container.close()
 
@@ -239,13 +356,19 @@ def _soundfile_blocks(
     if reason:
         raise AudioError(f"audio file {str(path)!r} is truncated: {reason}")
     total = 0
+    notes = _DecoderNotes()
+    decoder = ""
     try:
-        with sf.SoundFile(str(path)) as fh:
+        with notes.capture():
+            fh = sf.SoundFile(str(path))
+        with fh:
             if start > 0:
-                fh.seek(min(start, fh.frames))
+                with notes.capture():
+                    fh.seek(min(start, fh.frames))
             pos = fh.tell()
             while stop is None or pos < stop:
-                data = fh.read(block if stop is None else min(block, stop - pos), dtype="float32", always_2d=True)
+                with notes.capture():
+                    data = fh.read(block if stop is None else min(block, stop - pos), dtype="float32", always_2d=True)
                 if len(data) == 0:
                     break
                 total += len(data)
@@ -254,16 +377,19 @@ def _soundfile_blocks(
     except AudioError:
         raise
     except Exception as err:
+        decoder = f"; the decoder said: {notes.summary()}" if notes.lines else ""
         raise AudioError(
             f"audio file {str(path)!r} is truncated or corrupted: decoding failed after "
-            f"{(start + total) / info.sample_rate:.2f} s ({err})"
+            f"{(start + total) / info.sample_rate:.2f} s ({err}{decoder})"
         ) from err
     declared = info.num_samples or 0
     if start == 0 and stop is None and declared - total > max(2048, 0.005 * declared):
+        decoder = f" (the decoder said: {notes.summary()})" if notes.lines else ""
         raise AudioError(
             f"audio file {str(path)!r} is truncated: its header declares {declared / info.sample_rate:.2f} s "
-            f"but only {total / info.sample_rate:.2f} s could be decoded"
+            f"but only {total / info.sample_rate:.2f} s could be decoded{decoder}"
         )
+    notes.report(path)
 
 
 _AV_SCALE = {"u8": None, "s16": 1 / 32768.0, "s32": 1 / 2147483648.0, "s64": 1 / 9223372036854775808.0}
@@ -579,6 +705,25 @@ def _glob_root(pattern: str) -> Path:
     return Path(*root) if root else Path(".")
 
 
+def _glob_files(pattern: str) -> tuple[Path, list[Path]]:
+    """(the pattern's literal root, the files that match it, sorted).
+
+    ``**`` does not follow symbolic links to folders (pathlib's rule; ``glob.glob`` follows them, and a
+    link loop then never ends), as folder scans do not. As in ``glob.glob``, names starting with ``.``
+    match only a pattern part that starts with ``.``.
+    """
+    root = _glob_root(pattern)
+    rel = Path(*Path(pattern).parts[len(root.parts) :])
+    hidden_ok = any(part.startswith(".") for part in rel.parts)
+    found = []
+    for p in root.glob(rel.as_posix()):
+        if not hidden_ok and any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        if p.is_file():
+            found.append(p)
+    return root, sorted(found)
+
+
 def list_audio_files(
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -622,10 +767,11 @@ def list_audio_files(
                 out.extend(_read_list_file(path))
             else:
                 out.append(AudioSource(path, path.name))
+        elif path.exists():  # a named pipe, a device: not something to read audio from
+            raise AudioError(_not_regular(path, path.stat().st_mode))
         elif glob.has_magic(text):
-            root = _glob_root(text)
-            matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            matches = [p for p in matches if p.is_file() and p.suffix.lower() in exts]
+            root, matches = _glob_files(text)
+            matches = [p for p in matches if p.suffix.lower() in exts]
             if not matches:
                 raise AudioError(f"the pattern {text!r} matches no audio files")
             out.extend(AudioSource(p, p.relative_to(root).as_posix()) for p in matches)
