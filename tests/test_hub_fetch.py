@@ -284,3 +284,19 @@ def test_stale_part_files_of_killed_downloads_are_removed(server: Server, tmp_pa
     )
     os.utime(other_host, (hours_ago, hours_ago))  # not written to for longer than STALE_PART_S: a leftover
     assert dl.remove_stale_parts(folder) == [other_host]
+
+
+class _Payload:
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, ("echo payload ran",))
+
+
+def test_a_downloaded_code_carrying_pickle_is_named_as_such(server: Server, tmp_path: Path) -> None:
+    state = {**tiny_released_state(), "extra": _Payload()}
+    server.serve("release/Tiny_as_strong.pt", checkpoint_bytes(state, tmp_path))  # type: ignore[arg-type]
+    with pytest.raises(CheckpointError) as info:
+        fetch.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
+    msg = str(info.value)
+    assert "failed verification and was deleted" in msg and "pickled Python objects that can carry code" in msg
+    assert f"{server.url}/release/Tiny_as_strong.pt" in msg and "weights_only` set to `False" not in msg
+    assert _leftovers() == []
