@@ -65,6 +65,13 @@ def test_teacher_form_is_read_from_the_keys(tmp_path: Path) -> None:
     assert model.head_config.n_strong == 527
 
 
+def test_stray_keys_in_a_recognised_file_are_reported_with_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "odd.pt"
+    torch.save({"model.atst.blocks.0.norm1.weight": torch.ones(768), "optimizer.step": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match=f"^checkpoint '{path}': .*ATST-Frame file.*'optimizer.step'"):
+        ptsed.create_model(checkpoint_path=path)
+
+
 def test_mobilenet_widths_are_told_apart_by_their_shapes() -> None:
     require_shared()
     for arch in ("frame_mn06", "frame_mn10"):

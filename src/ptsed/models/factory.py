@@ -69,7 +69,10 @@ def create_model(
         if ckpt.is_ptsed_checkpoint(obj):
             return _from_ptsed_checkpoint(obj, str(checkpoint_path), device=device, labels=labels, **overrides)
         spec = get_pretrained_spec(found)
-        state = ckpt.released_to_ptsed(spec.arch, obj)
+        try:
+            state = ckpt.released_to_ptsed(spec.arch, obj)
+        except CheckpointError as err:
+            raise CheckpointError(f"checkpoint {str(checkpoint_path)!r}: {err}") from err
         meta["source"] = str(checkpoint_path)
     else:
         if not name:
