@@ -2,7 +2,8 @@
 
 The server (``http.server`` in a thread, 127.0.0.1, ephemeral port) serves what a test puts in
 ``routes`` and records every request path; a route may send a file whole, cut it short (fewer bytes
-than its ``Content-Length``, then a clean close), or break the connection mid-way (a reset).
+than its ``Content-Length``, then a clean close), break the connection mid-way (a reset), or trickle it
+(one byte every ``delay`` seconds, each within any per-read timeout).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import io
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,12 +33,14 @@ from ptsed.models.sed_model import SEDModel
 
 @dataclass
 class Route:
-    """What the server answers for one path: ``mode`` is ``"ok"``, ``"truncate"`` or ``"break"``;
-    ``cut`` is the number of body bytes sent before cutting short / breaking."""
+    """What the server answers for one path: ``mode`` is ``"ok"``, ``"truncate"``, ``"break"`` or
+    ``"trickle"``; ``cut`` is the number of body bytes sent before cutting short / breaking; ``delay`` the
+    seconds between the bytes of a trickle."""
 
     body: bytes
     mode: str = "ok"
     cut: int = 0
+    delay: float = 0.0
 
 
 @dataclass
@@ -45,9 +49,9 @@ class Server:
     routes: dict[str, Route] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
 
-    def serve(self, path: str, body: bytes, mode: str = "ok", cut: int = 0) -> str:
+    def serve(self, path: str, body: bytes, mode: str = "ok", cut: int = 0, delay: float = 0.0) -> str:
         """Serve ``body`` at ``/path``; returns its URL."""
-        self.routes["/" + path.lstrip("/")] = Route(body, mode, cut)
+        self.routes["/" + path.lstrip("/")] = Route(body, mode, cut, delay)
         return f"{self.url}/{path.lstrip('/')}"
 
 
@@ -65,6 +69,15 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if route.mode == "ok":
                 self.wfile.write(route.body)
+                return
+            if route.mode == "trickle":
+                try:
+                    for i in range(len(route.body)):
+                        self.wfile.write(route.body[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(route.delay)
+                except OSError:  # the client hung up
+                    self.close_connection = True
                 return
             self.wfile.write(route.body[: route.cut])
             self.wfile.flush()
@@ -158,6 +171,7 @@ TINY = zoo.ArchSpec(
     title="tiny test model",
     builder="hub_testing:build_tiny",
     key_prefixes=(("model.mel.", "frontend."), ("model.tiny.", "backbone.")),
+    markers=("model.tiny.",),
     frontend="test",
     reference="test",
     backbone_license="MIT",

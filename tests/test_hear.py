@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import ptsed
-from hub_testing import build_tiny, register_tiny
+from hub_testing import build_tiny, register_tiny, tiny_released_state
 from ptsed.core.errors import ConfigError
 from ptsed.heads.sed_head import HeadConfig
 from ptsed.hear import HEARModel, get_scene_embeddings, get_timestamp_embeddings, load_model, wrap_model
@@ -146,3 +146,41 @@ def test_every_zoo_arch(arch: str, tmp_path) -> None:  # noqa: ANN001
     model = load_model(str(path), model_name=arch)
     check_contract(importlib.import_module("ptsed.hear"), model)
     assert wrap_model(sed, layer=0).timestamp_embedding_size > 0
+
+
+def test_a_released_file_under_any_name_passes_the_validator_contract(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """hear-validator passes only the file: ``load_model(path)``; the keys say the model (tiny registered arch)."""
+    register_tiny(monkeypatch)
+    path = tmp_path / "my_model.pt"
+    torch.save(tiny_released_state("as_strong", teacher=True), path)
+    module = importlib.import_module("ptsed.hear")
+    model = module.load_model(str(path))
+    assert model.model.name == "tiny.as_strong" and model.model.head_config.is_teacher
+    check_contract(module, model)
+
+
+@pytest.mark.slow  # full-size forward passes: 7 to 30 s per architecture on 2 shared cores
+@pytest.mark.parametrize("arch", [a for a in ARCHS if ARCHS[a].implemented])
+def test_released_files_under_any_name_pass_the_validator_calls(arch: str, tmp_path) -> None:  # noqa: ANN001
+    """hear-validator's way: ``load_model(path)`` with only the file (here named my_model.pt, a released
+    layout of full size with one broadcast value per tensor), then both embedding functions on a small batch."""
+    from conformance import require_shared
+    from test_layouts import released_layout
+
+    require_shared()
+    path = tmp_path / "my_model.pt"
+    state = released_layout(arch, "as_strong")  # constants: a BatchNorm variance must not be negative
+    torch.save({k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in state.items()}, path)
+    module = importlib.import_module("ptsed.hear")
+    model = module.load_model(str(path))
+    assert model.model.arch == arch and isinstance(model, torch.nn.Module)
+    assert model.sample_rate in (16000, 22050, 44100, 48000)
+    assert isinstance(model.scene_embedding_size, int) and isinstance(model.timestamp_embedding_size, int)
+    audio = torch.rand((2, int(1.07 * model.sample_rate)), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    emb, ts = module.get_timestamp_embeddings(audio, model)
+    assert emb.dtype == torch.float32 and emb.shape == (2, 27, model.timestamp_embedding_size)
+    assert ts.shape == (2, 27) and ts[0, 0].item() == pytest.approx(20.0) and ts.max().item() <= 1070.0
+    assert torch.isfinite(emb).all()
+    scene = module.get_scene_embeddings(audio, model)
+    assert scene.dtype == torch.float32 and scene.shape == (2, model.scene_embedding_size)
+    assert torch.allclose(scene, emb.mean(1), atol=1e-5)

@@ -238,3 +238,65 @@ def test_download_many_goes_on_past_failures(server: Server, tmp_path: Path) -> 
     assert "HTTP 404" in (results[0].error or "")
     assert results[1].labels is not None and results[1].labels.name == "audioset_strong_train_447.tsv"
     assert results[2].labels is None and results[2].path is not None and results[2].path.is_file()
+
+
+def test_a_trickling_server_meets_the_overall_deadline(server: Server, monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+    import time
+
+    url = server.serve("slow.bin", b"x" * 100, mode="trickle", delay=0.05)  # 5 s in all, a byte every 50 ms
+    monkeypatch.setenv(dl.DEADLINE_ENV, "0.6")
+    start = time.monotonic()
+    with pytest.raises(dl.DownloadError, match=r"did not finish within 0\.6 s .*PTSED_DOWNLOAD_DEADLINE_S"):
+        dl.download_file(url, tmp_path / "slow.bin", progress=False)
+    assert time.monotonic() - start < 3.0  # each byte came within the per-read timeout: only the deadline stops it
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv(dl.DEADLINE_ENV, "0")  # no limit: the same transfer completes
+    fast = server.serve("fast.bin", b"y" * 10, mode="trickle", delay=0.01)
+    assert dl.download_file(fast, tmp_path / "fast.bin", progress=False).size == 10
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv(dl.DEADLINE_ENV, bad)
+        with pytest.raises(CheckpointError, match="PTSED_DOWNLOAD_DEADLINE_S"):
+            dl.download_file(fast, tmp_path / "again.bin", progress=False)
+
+
+def test_stale_part_files_of_killed_downloads_are_removed(server: Server, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    folder = checkpoints_dir()
+    folder.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = dl._host()
+    killed = folder / f".Tiny_as_strong.pt.{int(dead.stdout)}@{host}.0123456789ab.part"  # writer gone (kill -9)
+    running = folder / f".Tiny_ssl.pt.{os.getpid()}@{host}.0123456789ac.part"  # a live writer, still writing
+    other_host = folder / ".Tiny_ssl.pt.1@elsewhere.0123456789ad.part"  # a shared cache: another machine's
+    old = folder / ".Tiny_as_weak.pt.0123456789ae.part"  # the older naming, untouched for two hours
+    keep = folder / "notes.part"  # not ours
+    for path in (killed, running, other_host, old, keep):
+        path.write_bytes(b"partial")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(old, (hours_ago, hours_ago))
+    _serve_good(server, tmp_path)
+    fetch.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
+    assert _leftovers() == sorted(
+        ["Tiny_as_strong.pt", "Tiny_as_strong.pt.json", running.name, other_host.name, keep.name]
+    )
+    os.utime(other_host, (hours_ago, hours_ago))  # not written to for longer than STALE_PART_S: a leftover
+    assert dl.remove_stale_parts(folder) == [other_host]
+
+
+class _Payload:
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, ("echo payload ran",))
+
+
+def test_a_downloaded_code_carrying_pickle_is_named_as_such(server: Server, tmp_path: Path) -> None:
+    state = {**tiny_released_state(), "extra": _Payload()}
+    server.serve("release/Tiny_as_strong.pt", checkpoint_bytes(state, tmp_path))  # type: ignore[arg-type]
+    with pytest.raises(CheckpointError) as info:
+        fetch.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
+    msg = str(info.value)
+    assert "failed verification and was deleted" in msg and "pickled Python objects that can carry code" in msg
+    assert f"{server.url}/release/Tiny_as_strong.pt" in msg and "weights_only` set to `False" not in msg
+    assert _leftovers() == []

@@ -197,7 +197,7 @@ def register_tiny_arch(monkeypatch, name: str = "tinysed") -> None:
     from ptsed.models import zoo
 
     arch = replace(zoo.ARCHS["frame_mn06"], name=name, upstream_name=name, builder="train_fixtures:build_tiny")
-    arch = replace(arch, builder_kwargs={}, key_prefixes=(("model.tiny.", "backbone."),))
+    arch = replace(arch, builder_kwargs={}, key_prefixes=(("model.tiny.", "backbone."),), markers=("model.tiny.",))
     monkeypatch.setitem(zoo.ARCHS, name, arch)
     spec = replace(zoo.PRETRAINED["frame_mn06.as_strong"], name=f"{name}.as_strong", arch=arch)
     monkeypatch.setitem(zoo.PRETRAINED, f"{name}.as_strong", spec)

@@ -63,7 +63,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         "-c",
         action=_CheckpointAction,
         metavar="FILE",
-        help="weights for the preceding --model: an upstream release file or a ptsed checkpoint "
+        help="weights for the preceding --model: an upstream release file or a ptsed checkpoint, under any "
+        "name; its keys say which model it is, so --model may be left out "
         "(default: the released checkpoint, downloaded once into the cache)",
     )
     p.set_defaults(models=None, _pending_checkpoint=None)
@@ -229,16 +230,10 @@ def build_predictor(args: argparse.Namespace, postprocess: Any = None) -> Any:
     from ptsed.core.errors import ConfigError
     from ptsed.inference.predictor import Predictor
 
-    models = args.models or []
-    if getattr(args, "_pending_checkpoint", None):
-        models = [[None, args._pending_checkpoint]]
+    models = _model_args(args)
     if not models:
         raise ConfigError("give a model with --model NAME (see `ptsed models`)")
-    specs = []
-    for name, checkpoint in models:
-        if name is None:
-            name = _name_from_checkpoint(checkpoint)
-        specs.append((name, checkpoint))
+    specs = [(model_for_checkpoint(name, checkpoint), checkpoint) for name, checkpoint in models]
     return Predictor(
         specs,
         batch_size=args.batch_size,
@@ -255,24 +250,35 @@ def build_predictor(args: argparse.Namespace, postprocess: Any = None) -> Any:
     )
 
 
-def _name_from_checkpoint(checkpoint: str) -> str:
-    """The zoo name of an upstream release file (``BEATs_strong_1.pt`` -> ``beats.as_strong``); ``""`` for
-    others (ptsed checkpoints describe themselves)."""
-    from ptsed.models.zoo import PRETRAINED
+def model_for_checkpoint(name: str | None, checkpoint: str | None) -> str | None:
+    """The model to build for ``--model NAME`` / ``--checkpoint FILE`` (detect, embed, evaluate, finetune).
 
-    base = Path(checkpoint).name
-    for name, spec in PRETRAINED.items():
-        if spec.filename == base:
-            return name
-    return ""
+    Without a checkpoint: ``name``. With one: the model the file holds (a ptsed checkpoint names it, a
+    released file's keys say it, whatever the file is called); a ``name`` of another architecture gets
+    one warning line on stderr and is not used.
+    """
+    if checkpoint is None:
+        return name
+    from ptsed.models.factory import checkpoint_model_name
+
+    found, warning = checkpoint_model_name(checkpoint, name)
+    if warning:
+        print(f"ptsed: warning: {warning}", file=sys.stderr)
+    return found
 
 
 def checkpoint_settings(args: argparse.Namespace) -> dict[str, Any]:
     """Identities (path, size, mtime) of the checkpoint files, for ``--resume``."""
     from ptsed.inference.batch import file_identity
 
-    models = args.models or []
-    return {"checkpoints": [file_identity(ckpt) for _, ckpt in models]}
+    return {"checkpoints": [file_identity(ckpt) for _, ckpt in _model_args(args)]}
+
+
+def _model_args(args: argparse.Namespace) -> list[list[Any]]:
+    """``[name, checkpoint]`` pairs of ``--model`` / ``--checkpoint`` (a lone ``--checkpoint``: no name)."""
+    if getattr(args, "_pending_checkpoint", None):
+        return [[None, args._pending_checkpoint]]
+    return list(args.models or [])
 
 
 def sources_from_args(args: argparse.Namespace, extensions: Any = None) -> list:

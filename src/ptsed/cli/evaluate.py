@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--durations", metavar="FILE",
                    help="clip durations: TSV with header 'filename duration', or headerless 'Y<id>,duration' "
                         "CSV (AudioSet eval); clips without one use the end of their scores")  # fmt: skip
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()  # one of them, or --checkpoint alone: checked in run()
     src.add_argument(
         "--scores", metavar="DIR", help="sed_scores_eval score files (onset offset *classes), one per clip"
     )
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--audio", metavar="PATH", help="with --model: folder of <clip>.<ext> files or PaSST-style HDF5 file(s)"
     )
-    p.add_argument("--checkpoint", metavar="FILE", help="with --model: load this checkpoint file")
+    p.add_argument("--checkpoint", metavar="FILE", help="run this checkpoint file (--model may then be left out)")
     p.add_argument("--device", help="with --model: torch device (default: auto, CUDA when available)")
     p.add_argument("--save-scores", metavar="DIR", help="with --model: also write the raw scores, one TSV per clip")
     p.add_argument("--output", required=True, metavar="DIR", help="folder for summary.json, per_class.csv, psd_roc.png")
@@ -102,12 +102,14 @@ def _score_writer(folder: Path):  # noqa: ANN202
 
 
 def _load_model(args: argparse.Namespace):  # noqa: ANN202
+    from ptsed.cli.detect import model_for_checkpoint
     from ptsed.core.errors import ConfigError
     from ptsed.models.factory import create_model
 
-    name, checkpoint = args.model, args.checkpoint
-    if checkpoint is None and Path(name).is_file():
-        name, checkpoint = Path(name).stem, name
+    name, checkpoint = args.model or None, args.checkpoint
+    if checkpoint is None and name and Path(name).is_file():
+        name, checkpoint = None, name
+    name = model_for_checkpoint(name, checkpoint)
     try:
         model = create_model(name, checkpoint_path=checkpoint, device=args.device)
     except KeyError as err:
@@ -144,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
     from ptsed.evaluation.sources import make_source
 
     protocol = get_protocol(args.protocol)
+    if args.model is None and args.checkpoint is not None and args.scores is None and args.detections is None:
+        args.model = ""  # --checkpoint alone: the file says which model it holds
+    if args.model is None and args.scores is None and args.detections is None:
+        raise ConfigError("give --scores DIR, --detections TSV, or a model (--model NAME and/or --checkpoint FILE)")
     if args.model is None and (args.audio or args.checkpoint or args.save_scores):
         raise ConfigError("--audio, --checkpoint and --save-scores go with --model")
     if args.model is not None and not args.audio:

@@ -55,7 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     g = p.add_argument_group("model")
     g.add_argument("--model", help="zoo name (beats, atst_frame.as_weak, frame_mn06, ...) or demo [frame_mn06]")
-    g.add_argument("--checkpoint", metavar="FILE", help="start from this checkpoint file instead of the zoo weights")
+    g.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="start from this checkpoint file instead of the zoo weights (its keys say which model: --model may "
+        "be left out)",
+    )
     g.add_argument(
         "--no-pretrained", dest="pretrained", action="store_const", const=False, help="random initialisation"
     )
@@ -164,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
             "teacher",
         )
     }
+    if args.checkpoint:  # the file says which model it holds, whatever --model says
+        from ptsed.cli.detect import model_for_checkpoint
+
+        flags["model"] = model_for_checkpoint(args.model, args.checkpoint)
     flags["labels"] = _read_labels(args.labels) if args.labels else None
     optim = {"lr": args.lr, "lr_decay": args.lr_decay, "weight_decay": args.weight_decay}
     optim["warmup_steps"] = args.warmup_steps

@@ -129,14 +129,19 @@ def wrap_model(model: SEDModel, layer: int | None = None, **options: Any) -> HEA
     return HEARModel(model, layer, **options)
 
 
-def load_model(model_file_path: str = "", model_name: str = "beats", layer: int | None = None, **kw: Any) -> HEARModel:
+def load_model(
+    model_file_path: str = "", model_name: str | None = None, layer: int | None = None, **kw: Any
+) -> HEARModel:
     """Build a model for the HEAR API.
 
     Args:
-        model_file_path: a ptsed checkpoint or an upstream released checkpoint (any stage); ``""`` loads the
-            zoo's pretrained weights of ``model_name`` (downloaded into the cache on first use).
-        model_name: zoo name (``"beats"`` = ``"beats.as_strong"``, ``"m2d.ssl"``, ``"demo"``, ...); for a ptsed
-            checkpoint only a fallback.
+        model_file_path: a ptsed checkpoint or an upstream released checkpoint under any file name (any stage,
+            student or teacher form; the architecture is read from its keys, as hear-validator passes only
+            the file); ``""`` loads the zoo's pretrained weights of ``model_name`` (downloaded into the cache
+            on first use).
+        model_name: zoo name (``"beats"`` = ``"beats.as_strong"``, ``"m2d.ssl"``, ``"demo"``, ...; default
+            ``"beats"`` without a file). With a file it need not be given; one of another architecture
+            than the file's gives a warning.
         layer: embedding layer (see :class:`HEARModel`).
         **kw: ``window_hop_s``, ``stitch``, ``batch_size`` for the wrapper; anything else goes to
             :func:`ptsed.create_model` (``device``, ``head``, builder overrides).
@@ -151,7 +156,7 @@ def load_model(model_file_path: str = "", model_name: str = "beats", layer: int 
     if model_file_path:
         model = create_model(model_name, checkpoint_path=model_file_path, **kw)
     else:
-        model = create_model(model_name, pretrained=True, **kw)
+        model = create_model(model_name or "beats", pretrained=True, **kw)
     return HEARModel(model, layer, **options)
 
 

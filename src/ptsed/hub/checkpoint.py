@@ -9,6 +9,8 @@ Only ``torch.load(..., weights_only=True)`` is ever used.
 from __future__ import annotations
 
 import importlib
+import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -20,14 +22,41 @@ from ptsed.core.errors import CheckpointError
 from ptsed.heads.sed_head import HeadConfig
 
 PTSED_FORMAT_VERSION = 1
-_HEAD_PREFIXES = ("strong_head.", "weak_head.", "seq_model.")
+HEAD_PREFIXES = ("strong_head.", "weak_head.", "seq_model.")
 
 
-def load_file(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file safely (``weights_only=True``, memory-mapped where possible)."""
+def _not_a_file(path: Path, name: str) -> str:
+    """Why ``path`` cannot be read as a checkpoint file (it is not a regular file)."""
+    if path.is_dir():
+        inside = path / "model.pt"
+        hint = f" (a fine-tuning run keeps its model in {str(inside)!r})" if inside.is_file() else ""
+        return f"checkpoint {name!r} is a directory, not a checkpoint file{hint}"
+    if path.exists():
+        return f"checkpoint {name!r} is not a regular file"
+    return f"checkpoint file {name!r} does not exist"
+
+
+_UNSAFE_GLOBAL = re.compile(r"unsupported global:?\s+(?:GLOBAL\s+)?([\w.]+)", re.IGNORECASE)
+"""torch's ways of saying that a pickle refers to a class or function (``weights_only`` refuses those)."""
+
+
+class UnsafePickleError(CheckpointError):
+    """A checkpoint holds pickled Python objects (classes, functions) that ``weights_only`` refuses."""
+
+
+def load_file(path: str | Path, source: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint file safely (``weights_only=True``, memory-mapped where possible).
+
+    Raises:
+        CheckpointError: one line naming the file: it is missing or a directory, unreadable, truncated,
+            not a state dict, or it holds pickled Python objects (classes, functions) whose loading could
+            run code, which ptsed never loads (:class:`UnsafePickleError`). ``source`` names the file in
+            messages (default: ``path``).
+    """
     path = Path(path)
+    name = source or str(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
+        raise CheckpointError(_not_a_file(path, name))
     try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -37,14 +66,34 @@ def load_file(path: str | Path) -> dict[str, Any]:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except CheckpointError:
         raise
+    except pickle.UnpicklingError as err:
+        unsafe = _UNSAFE_GLOBAL.search(str(err))
+        if unsafe:
+            raise UnsafePickleError(
+                f"checkpoint {name!r} holds pickled Python objects that can carry code (the first is "
+                f"{unsafe.group(1)}); ptsed loads only tensors and plain containers (torch.load with "
+                "weights_only=True), so it does not load this file"
+            ) from err
+        raise CheckpointError(_unreadable(name, f"UnpicklingError: {_pickle_problem(err)}")) from err
     except Exception as err:
-        raise CheckpointError(
-            f"cannot read checkpoint {str(path)!r}: {err.__class__.__name__}: {err}. The file may be "
-            "truncated or corrupted; delete it and download it again"
-        ) from err
+        raise CheckpointError(_unreadable(name, f"{err.__class__.__name__}: {err}")) from err
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(obj).__name__}, not a state dict")
+        raise CheckpointError(f"checkpoint {name!r} holds a {type(obj).__name__}, not a state dict")
     return dict(obj)
+
+
+def _pickle_problem(err: BaseException) -> str:
+    """The line of torch's message that names the problem, without its advice to load the file unsafely."""
+    lines = [line.split("WeightsUnpickler error:")[-1].strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line and "weights_only" not in line and "documentation" not in line]
+    return lines[0].rstrip(".") if lines else "not a plain pickle of tensors"
+
+
+def _unreadable(name: str, reason: str) -> str:
+    return (
+        f"cannot read checkpoint {name!r}: {reason}. The file may be truncated or corrupted; delete it and "
+        "download it again"
+    )
 
 
 def is_ptsed_checkpoint(obj: Mapping[str, Any]) -> bool:
@@ -65,7 +114,7 @@ def released_to_ptsed(arch: Any, state_dict: Mapping[str, torch.Tensor]) -> dict
     out: dict[str, torch.Tensor] = {}
     unknown = []
     for key, value in state_dict.items():
-        if key.startswith(_HEAD_PREFIXES):
+        if key.startswith(HEAD_PREFIXES):
             out["head." + key] = value
             continue
         if any(key.startswith(p) for p in arch.ignore_released):

@@ -148,7 +148,9 @@ def verify_file(spec: Any, path: str | Path, source: str | None = None) -> HeadC
     """
     name = source or str(path)
     try:
-        state = ckpt.load_file(path)
+        state = ckpt.load_file(path, source=name)
+    except ckpt.UnsafePickleError:
+        raise
     except CheckpointError as err:
         cause = err.__cause__
         detail = str(cause if cause is not None else err).strip()
@@ -162,3 +164,65 @@ def verify_file(spec: Any, path: str | Path, source: str | None = None) -> HeadC
             f"checkpoint {name!r} is a ptsed checkpoint, not an upstream released file of {spec.name}"
         )
     return check_layout(spec, state, name)
+
+
+def _body_fits(arch: Any, state: Mapping[str, Any]) -> bool:
+    """True when the front-end and backbone tensors of the released ``state`` have exactly the keys and
+    shapes of ``arch`` at its default size (heads are not compared)."""
+    try:
+        mapped = ckpt.released_to_ptsed(arch, state)
+    except CheckpointError:
+        return False
+    body, _ = _body_layout(arch)
+    mine = {k: tuple(v.shape) for k, v in mapped.items() if not k.startswith("head.")}
+    return all(body.get(k) == shape for k, shape in mine.items()) and all(
+        k in mine for k in body if not k.startswith(OPTIONAL_PREFIXES)
+    )
+
+
+def identify(state: Mapping[str, Any], source: str, name: str | None = None) -> Any:
+    """The zoo entry (``PretrainedSpec``) of the upstream released state dict ``state``, from its keys.
+
+    Each family's ``ArchSpec.markers`` say which files are its own; families that share markers are told
+    apart by their layouts. The stage follows the heads in the file (none: ``ssl``, 527 classes:
+    ``as_weak``, else ``as_strong``); the student or teacher form is read on loading
+    (:func:`ptsed.hub.checkpoint.detect_head_config`).
+
+    Args:
+        state: the file's state dict (released keys; only key names and shapes are read).
+        source: the file's name, for messages.
+        name: the model name the caller gave, if any. When the file is of that family, that entry is
+            returned as given (its builder overrides are then the caller's business); a family without
+            markers is taken on trust.
+
+    Raises:
+        CheckpointError: one line naming ``source`` when its keys are of no known family (the families
+            are listed), or fit several.
+    """
+    from ptsed.models.zoo import ARCHS, find_arch, get_pretrained_spec, split_name, tag_for_heads
+
+    keys = list(state)
+    families = [a for a in ARCHS.values() if a.markers and any(k.startswith(a.markers) for k in keys)]
+    if len(families) > 1:
+        families = [a for a in families if _body_fits(a, state)] or families
+    wanted = find_arch(name)
+    if wanted is not None and (wanted in families or not wanted.markers):
+        return get_pretrained_spec(f"{wanted.name}.{split_name(name or '')[1]}")
+    if len(families) == 1:
+        arch = families[0]
+        heads = {"head." + k: v for k, v in state.items() if k.startswith(ckpt.HEAD_PREFIXES)}
+        head = ckpt.detect_head_config(heads, HeadConfig())
+        return get_pretrained_spec(f"{arch.name}.{tag_for_heads(arch, head.n_strong)}")
+    known = ", ".join(
+        a.name if a.upstream_name == a.name else f"{a.name} ({a.upstream_name})" for a in ARCHS.values() if a.markers
+    )
+    if families:
+        raise CheckpointError(
+            f"checkpoint {source!r} could be {' or '.join(a.name for a in families)} (its keys are theirs, its "
+            "shapes fit no single one at the released size); name the model with --model NAME (create_model(NAME, ...))"
+        )
+    first = f" (first key: {keys[0]!r})" if keys else " (it is empty)"
+    raise CheckpointError(
+        f"checkpoint {source!r} is neither a ptsed checkpoint nor a released file of a known model "
+        f"family{first}; the families are: {known}"
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,11 @@ from ptsed.hub import checkpoint as ckpt
 from ptsed.io.results import atomic_write
 from ptsed.models.meta import reset_missing, skip_init
 from ptsed.models.sed_model import SEDModel
-from ptsed.models.zoo import STRONG_VOCAB, WEAK_VOCAB, get_pretrained_spec
+from ptsed.models.zoo import STRONG_VOCAB, WEAK_VOCAB, find_arch, get_pretrained_spec
 
 
 def create_model(
-    name: str,
+    name: str | None = None,
     pretrained: bool = True,
     checkpoint_path: str | Path | None = None,
     *,
@@ -35,11 +36,13 @@ def create_model(
 
     Args:
         name: ``arch`` or ``arch.tag`` (``"beats"`` = ``"beats.as_strong"``, ``"m2d.ssl"``), or ``"demo"``.
+            May be left out with ``checkpoint_path``: the file's keys say which model it is. A name of
+            another architecture than the file's gives a warning, and the file's is used.
         pretrained: load the released checkpoint of ``name`` (downloaded into the cache on first use).
             With ``False`` the weights are random.
-        checkpoint_path: load this file instead: an upstream released file (any stage, student or
-            teacher form, detected from its keys) or a ptsed checkpoint (self-describing; ``name``
-            is then only a fallback).
+        checkpoint_path: load this file instead: an upstream released file under any name (its
+            architecture, stage and student or teacher form are detected from its keys) or a ptsed
+            checkpoint (self-describing).
         head: ``None`` (the form the file holds), ``"student"`` (no BiGRU) or ``"teacher"``
             (BiGRU, ``rnn_dim`` hidden units per direction, fresh if the file has none).
         num_classes: number of output classes; when it differs from the file's heads, fresh heads are
@@ -64,12 +67,20 @@ def create_model(
     meta: dict[str, Any] = {}
     if checkpoint_path is not None:
         obj = ckpt.load_file(checkpoint_path)
+        found, warning = resolve_checkpoint(obj, str(checkpoint_path), name)
+        if warning:
+            warnings.warn(warning, stacklevel=2)
         if ckpt.is_ptsed_checkpoint(obj):
             return _from_ptsed_checkpoint(obj, str(checkpoint_path), device=device, labels=labels, **overrides)
-        spec = get_pretrained_spec(name)
-        state = ckpt.released_to_ptsed(spec.arch, obj)
+        spec = get_pretrained_spec(found)
+        try:
+            state = ckpt.released_to_ptsed(spec.arch, obj)
+        except CheckpointError as err:
+            raise CheckpointError(f"checkpoint {str(checkpoint_path)!r}: {err}") from err
         meta["source"] = str(checkpoint_path)
     else:
+        if not name:
+            raise ConfigError("give a model name (see ptsed.list_pretrained()) or a checkpoint_path")
         spec = get_pretrained_spec(name)
         if not spec.implemented:
             raise ConfigError(f"model {spec.name!r} is listed in the zoo but not implemented yet")
@@ -129,6 +140,42 @@ def create_model(
     if device is not None:
         model.to(device)
     return model
+
+
+def resolve_checkpoint(obj: Mapping[str, Any], source: str, name: str | None = None) -> tuple[str, str | None]:
+    """The model a loaded checkpoint holds, and a warning when ``name`` names another architecture.
+
+    Args:
+        obj: what :func:`ptsed.hub.checkpoint.load_file` returned.
+        source: the file's name, for messages.
+        name: the model name the caller gave (``None``: none). Names of no architecture (``"demo"``, a
+            placeholder) are not compared.
+
+    Returns:
+        ``(zoo name, warning or None)``: the architecture a ptsed checkpoint names in its config, or the
+        ``arch.tag`` the keys of a released file say (:func:`ptsed.hub.layout.identify`).
+
+    Raises:
+        CheckpointError: a released file whose keys are of no known family.
+    """
+    from ptsed.hub.layout import identify
+
+    if ckpt.is_ptsed_checkpoint(obj):
+        found = str((obj.get("config") or {}).get("arch") or name or "")
+    else:
+        found = identify(obj, source, name).name
+    wanted, actual = find_arch(name), find_arch(found)
+    if wanted is None or actual is None or wanted is actual:
+        return found, None
+    return found, (
+        f"model {name!r} does not match checkpoint {source!r}, which holds {actual.title} weights: "
+        f"using {found!r}, as the file says"
+    )
+
+
+def checkpoint_model_name(checkpoint_path: str | Path, name: str | None = None) -> tuple[str, str | None]:
+    """Read a checkpoint file and return :func:`resolve_checkpoint`'s ``(zoo name, warning or None)``."""
+    return resolve_checkpoint(ckpt.load_file(checkpoint_path), str(checkpoint_path), name)
 
 
 def build_and_load(

@@ -45,6 +45,9 @@ class ArchSpec:
             itself, e.g. nnAudio STFT kernels); export writes them back from the model when it has them.
         convert_hook: optional ``"module:function"`` applied to the renamed state dict on load, for
             what a prefix cannot express (legacy spellings, shared tensors).
+        markers: released-key prefixes that only files of this family hold (one present is enough):
+            they tell which architecture a file given without a model name is. Families that share
+            markers (the two MobileNet widths) are told apart by the shapes of their layouts.
         frontend: short description of the front-end.
         reference: paper of the backbone.
         backbone_license: licence of the external pre-trained weights (ssl/weak stages).
@@ -64,6 +67,7 @@ class ArchSpec:
     builder_kwargs: dict[str, Any] = field(default_factory=dict)
     ignore_released: tuple[str, ...] = ()
     convert_hook: str | None = None
+    markers: tuple[str, ...] = ()
 
     def build_parts(self, **overrides: Any) -> tuple[Any, Any]:
         """Import the builder and return (frontend, backbone)."""
@@ -122,6 +126,7 @@ ARCHS: dict[str, ArchSpec] = {
             builder="ptsed.backbones.atst_frame:build",
             key_prefixes=(("model.atst_mel.", "frontend."), ("model.atst.", "backbone.")),
             ignore_released=("model.atst_mel.",),
+            markers=("model.atst.",),
             frontend="64-bin mel (1024-pt STFT, hop 10 ms), dB, min-max scaling",
             reference="Li et al., Self-supervised Audio Teacher-Student Transformer for Both Clip-level "
             "and Frame-level Tasks, IEEE/ACM TASLP 2024 (arXiv:2306.04186)",
@@ -134,6 +139,7 @@ ARCHS: dict[str, ArchSpec] = {
             builder="ptsed.backbones.beats:build",
             key_prefixes=(("model.model.", "backbone."), ("model.beats.", "backbone.")),
             convert_hook="ptsed.backbones.beats:convert_released",
+            markers=("model.model.", "model.beats."),
             frontend="Kaldi fbank, 128 bins, fixed mean/std normalisation",
             reference="Chen et al., BEATs: Audio Pre-Training with Acoustic Tokenizers, ICML 2023 (arXiv:2212.09058)",
             backbone_license="MIT (microsoft/unilm)",
@@ -144,6 +150,7 @@ ARCHS: dict[str, ArchSpec] = {
             title="frame-level PaSST",
             builder="ptsed.backbones.fpasst:build",
             key_prefixes=(("model.", "backbone."), ("model.fpasst.", "backbone.")),
+            markers=("model.fpasst.", "model.new_pos_embed", "model.freq_new_pos_embed", "model.time_new_pos_embed"),
             frontend="pre-emphasis, 128-bin log-mel (STFT 512/400, hop 10 ms), fast normalisation",
             reference="Koutini et al., Efficient Training of Audio Transformers with Patchout, "
             "Interspeech 2022 (arXiv:2110.05069); Schmid et al., arXiv:2407.12997",
@@ -156,6 +163,7 @@ ARCHS: dict[str, ArchSpec] = {
             builder="ptsed.backbones.asit:build",
             key_prefixes=(("model.", "backbone."),),
             convert_hook="ptsed.backbones.asit:convert_released",
+            markers=("model.asit.", "model.pos_embed"),
             frontend="Kaldi fbank, 128 bins, fixed mean/std normalisation",
             reference="Atito et al., ASiT: Local-Global Audio Spectrogram Vision Transformer for Event "
             "Classification, IEEE/ACM TASLP 2024 (arXiv:2211.13189)",
@@ -173,6 +181,7 @@ ARCHS: dict[str, ArchSpec] = {
                 ("model.m2d.to_spec.", "frontend.to_spec."),
             ),
             ignore_released=("model.to_spec.", "model.m2d.to_spec."),
+            markers=("model.backbone.", "model.m2d."),
             frontend="80-bin log-mel (400-pt STFT, hop 10 ms), fixed normalisation -7.1 / 4.2",
             reference="Niizumi et al., M2D-CLAP: Masked Modeling Duo Meets CLAP, Interspeech 2024 (arXiv:2406.02032)",
             backbone_license="see nttcslab/m2d (NTT licence)",
@@ -184,6 +193,7 @@ ARCHS: dict[str, ArchSpec] = {
             builder="ptsed.backbones.frame_mn:build",
             builder_kwargs={"width_mult": 0.6},
             key_prefixes=(("model.frame_mn.", "backbone."),),
+            markers=("model.frame_mn.",),
             frontend="pre-emphasis, 128-bin log-mel (STFT 512/400, hop 10 ms), fast normalisation",
             reference="Schmid et al., Efficient Large-Scale Audio Tagging via Transformer-to-CNN Knowledge "
             "Distillation, ICASSP 2023; PretrainedSED release",
@@ -197,6 +207,7 @@ ARCHS: dict[str, ArchSpec] = {
             builder="ptsed.backbones.frame_mn:build",
             builder_kwargs={"width_mult": 1.0},
             key_prefixes=(("model.frame_mn.", "backbone."),),
+            markers=("model.frame_mn.",),
             frontend="pre-emphasis, 128-bin log-mel (STFT 512/400, hop 10 ms), fast normalisation",
             reference="Schmid et al., Efficient Large-Scale Audio Tagging via Transformer-to-CNN Knowledge "
             "Distillation, ICASSP 2023; PretrainedSED release",
@@ -278,6 +289,19 @@ def get_arch(name: str) -> ArchSpec:
     if arch not in ARCHS:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join([*ARCHS, *RESERVED_ALIASES])}")
     return ARCHS[arch]
+
+
+def find_arch(name: str | None) -> ArchSpec | None:
+    """The :class:`ArchSpec` of a ptsed or upstream name (``"beats.ssl"``, ``"ATST-F"``), else ``None``."""
+    arch = split_name(name or "")[0].casefold()
+    return next((a for a in ARCHS.values() if arch in (a.name.casefold(), a.upstream_name.casefold())), None)
+
+
+def tag_for_heads(arch: ArchSpec, n_strong: int) -> str:
+    """The stage a released file of ``arch`` with heads of ``n_strong`` classes is: no heads ``ssl``,
+    527 ``as_weak``, otherwise (447, or a fine-tuned vocabulary) ``as_strong``."""
+    tag = "ssl" if n_strong == 0 else "as_weak" if n_strong == 527 else "as_strong"
+    return tag if tag in arch.tags else "as_strong"
 
 
 def get_pretrained_spec(name: str) -> PretrainedSpec:
