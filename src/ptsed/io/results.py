@@ -125,8 +125,6 @@ def _fmt(t: float) -> str:
     return repr(float(t))
 
 
-
-
 def write_error(path: str | os.PathLike, err: BaseException) -> PtsedError:
     """A one-line error for a failed write: a full disk (also torch's zip writer's) names the file and the
     free space."""
