@@ -123,10 +123,9 @@ def _load_model(args: argparse.Namespace):  # noqa: ANN202
 def detect_median_filter(model):  # noqa: ANN001, ANN201
     """The median filter ``ptsed detect`` applies for ``model`` by default: the per-class lengths stored in a
     fine-tuned checkpoint, else 0.36 s (seconds; one number, a mapping label -> seconds, or ``None``)."""
-    from ptsed.inference.predictor import stored_postprocess
     from ptsed.postprocess.pipeline import PostProcessor
 
-    return PostProcessor(**stored_postprocess([model])).median_filter_lengths(model.labels)
+    return PostProcessor.for_model(model).median_filter_lengths(model.labels)
 
 
 def run(args: argparse.Namespace) -> int:
