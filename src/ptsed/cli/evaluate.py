@@ -88,15 +88,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _score_writer(folder: Path):  # noqa: ANN202
-    """A callback that writes each clip's raw scores as a sed_scores_eval TSV ``<folder>/<name>.tsv``."""
+    """A callback that writes each clip's raw scores as a sed_scores_eval TSV ``<folder>/<name>.tsv``
+    (:func:`ptsed.io.scores_tsv.write_scores_tsv`, the format of ``ptsed detect --format scores``)."""
     folder.mkdir(parents=True, exist_ok=True)
 
     def write(name: str, scores, timestamps, labels) -> None:  # noqa: ANN001
         from ptsed.core.types import FrameScores
+        from ptsed.io.scores_tsv import write_scores_tsv
 
-        FrameScores(scores, timestamps, list(labels), source=name).to_dataframe().to_csv(
-            folder / f"{name}.tsv", sep="\t", index=False
-        )
+        write_scores_tsv(folder / f"{name}.tsv", FrameScores(scores, timestamps, list(labels), source=name))
 
     return write
 

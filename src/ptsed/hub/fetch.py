@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ptsed.core.errors import CheckpointError, ConfigError, PtsedError
+from ptsed.core.files import atomic_write_text
 from ptsed.hub import labels as vocab_mod
 from ptsed.hub.cache import checkpoints_dir, labels_dir
 from ptsed.hub.download import DownloadError, download_bytes, download_file, sha256_file
@@ -96,12 +97,7 @@ def write_record(path: Path, sha256: str, *, url: str | None, head: Any = None) 
         "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     dest = record_path(path)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(rec, indent=1) + "\n")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(dest, json.dumps(rec, indent=1) + "\n")
     return rec
 
 

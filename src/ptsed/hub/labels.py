@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ptsed.core.errors import CheckpointError
+from ptsed.core.files import atomic_write_text
 from ptsed.hub.cache import labels_dir
 
 VOCAB_FILES = {
@@ -146,13 +147,7 @@ def write_vocab_tsv(path: Path, rows: Sequence[tuple[str, str]]) -> Path:
     if bad:
         raise CheckpointError(f"class name {bad[0]!r} contains a tab or a line break")
     lines = ["index\tmid\tdisplay_name"] + [f"{i}\t{m}\t{n}" for i, (m, n) in enumerate(rows)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 
