@@ -38,7 +38,7 @@ from ptsed.core.errors import AudioError, CheckpointError, ConfigError
 from ptsed.core.types import Event, FrameScores
 from ptsed.inference.types import Embeddings, FileResult
 from ptsed.inference.windows import STITCH_MODES, Stitcher, WindowCutter
-from ptsed.io.audio import DEFAULT_BLOCK_S, AudioSource, resample, stream_audio
+from ptsed.io.audio import DEFAULT_BLOCK_S, ArrayStream, AudioSource, stream_audio
 from ptsed.models.sed_model import SEDModel
 from ptsed.postprocess.decode import frame_times
 from ptsed.postprocess.pipeline import PostProcessor, stored_postprocess
@@ -151,34 +151,6 @@ def quantize_int8(model: SEDModel) -> SEDModel:
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
         quantized = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
     return quantized.eval()
-
-
-# ----------------------------------------------------------------------------------------------------
-# in-memory audio
-# ----------------------------------------------------------------------------------------------------
-class _ArrayStream:
-    """An in-memory signal (N,) or (C, N) with the interface of :class:`ptsed.io.audio.AudioStream`."""
-
-    def __init__(self, samples: np.ndarray, sr_in: int, sr_out: int, mono: bool, name: str, block_s: float) -> None:
-        x = np.asarray(samples, dtype=np.float32)
-        if x.ndim not in (1, 2) or x.shape[-1] == 0:
-            raise AudioError(f"{name}: expected a non-empty signal of shape (N,) or (C, N), got {x.shape}")
-        if not np.isfinite(x).all():
-            raise AudioError(f"{name} holds NaN or infinite samples; ptsed does not repair audio")
-        self.channels_in = 1 if x.ndim == 1 else x.shape[0]
-        if mono and x.ndim == 2:
-            x = x.mean(axis=0, dtype=np.float32)
-        elif not mono and x.ndim == 1:
-            x = x[None]
-        self.samples = resample(x, sr_in, sr_out)
-        self.sample_rate = sr_out
-        self.file_sample_rate = sr_in
-        self.num_samples = self.samples.shape[-1]
-        self.block = max(1, int(block_s * sr_out))
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for i in range(0, self.num_samples, self.block):
-            yield self.samples[..., i : i + self.block]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -486,7 +458,7 @@ class Predictor:
                         declared = stream.info.num_samples or 0
                         expected = math.ceil(declared * self.sample_rate / file_sr) if file_sr else 0
                     else:
-                        stream = _ArrayStream(src, sr_in, self.sample_rate, mono, name, self.block_s)
+                        stream = ArrayStream(src, sr_in, self.sample_rate, mono, name, self.block_s)
                         file_sr, file_ch = sr_in, stream.channels_in
                         expected = stream.num_samples
                     streams = 1 if mono else file_ch
