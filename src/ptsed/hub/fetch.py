@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from ptsed.core.errors import CheckpointError, ConfigError, PtsedError
-from ptsed.core.files import atomic_write_text
 from ptsed.hub import labels as vocab_mod
 from ptsed.hub.cache import checkpoints_dir, labels_dir
 from ptsed.hub.download import DownloadError, download_bytes, download_file, sha256_file
@@ -97,6 +96,8 @@ def write_record(path: Path, sha256: str, *, url: str | None, head: Any = None) 
         "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     dest = record_path(path)
+    from ptsed.core.files import atomic_write_text
+
     atomic_write_text(dest, json.dumps(rec, indent=1) + "\n")
     return rec
 

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ptsed.core.errors import CheckpointError
-from ptsed.core.files import atomic_write_text
 from ptsed.hub.cache import labels_dir
 
 VOCAB_FILES = {
@@ -147,6 +146,8 @@ def write_vocab_tsv(path: Path, rows: Sequence[tuple[str, str]]) -> Path:
     if bad:
         raise CheckpointError(f"class name {bad[0]!r} contains a tab or a line break")
     lines = ["index\tmid\tdisplay_name"] + [f"{i}\t{m}\t{n}" for i, (m, n) in enumerate(rows)]
+    from ptsed.core.files import atomic_write_text
+
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 

@@ -26,8 +26,6 @@ from typing import Any
 
 import torch
 
-from ptsed.core.errors import PtsedError
-from ptsed.core.files import atomic_write_text
 from ptsed.heads.sed_head import HeadConfig, SEDHead
 from ptsed.models.meta import parameters_on_meta
 from ptsed.models.sed_model import FRAME_HOP_S, SEDModel
@@ -153,6 +151,9 @@ def _read_cache() -> dict[str, Any]:
 def _write_cache(key: str, value: dict[str, Any]) -> None:
     path = _cache_file()
     data = {**_read_cache(), key: value}
+    from ptsed.core.errors import PtsedError
+    from ptsed.core.files import atomic_write_text
+
     with contextlib.suppress(PtsedError):  # a read-only cache only costs a recount next time
         atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
 
