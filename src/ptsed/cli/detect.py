@@ -155,13 +155,11 @@ def _names(values: list[str] | None) -> list[str] | None:
     """Class names from ``--include``/``--exclude``: names, or files with one name per line."""
     if values is None:
         return None
+    from ptsed.io.tables import read_lines
+
     out: list[str] = []
     for v in values:
-        p = Path(v)
-        if p.is_file():
-            out.extend(ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip())
-        else:
-            out.append(v)
+        out.extend(read_lines(v, "class list", comments=False) if Path(v).is_file() else [v])
     return out
 
 

@@ -46,8 +46,9 @@ UPSTREAM_SOURCES = {
 
 def read_vocab_tsv(path: Path) -> list[str]:
     """Display names, in index order, from a TSV with the header ``index, mid, display_name``."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
+    from ptsed.io.tables import read_table
+
+    rows = [row for _, row in read_table(path, ("index", "display_name"))]
     return [r["display_name"] for r in sorted(rows, key=lambda r: int(r["index"]))]
 
 

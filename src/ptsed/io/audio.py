@@ -765,13 +765,10 @@ def _scan_folder(root: Path, extensions: frozenset[str], recursive: bool) -> lis
 
 
 def _read_list_file(path: Path) -> list[AudioSource]:
-    if not path.is_file():
-        raise AudioError(f"list file {str(path)!r} does not exist")
+    from ptsed.io.tables import read_lines
+
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for line in read_lines(path, "list file", error=AudioError):
         entry = Path(line).expanduser()
         name = entry.name if entry.is_absolute() else entry.as_posix()
         out.append(AudioSource(entry if entry.is_absolute() else path.parent / entry, name))

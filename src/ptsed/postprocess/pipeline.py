@@ -48,24 +48,19 @@ def read_class_values(path: str | Path, what: str = "value") -> dict[str, float]
     Raises:
         ConfigError: a missing file or a line that cannot be read.
     """
-    import csv
+    from ptsed.io.tables import read_rows, read_text
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(read_text(path, f"{what} file"))
             return {str(k): float(v) for k, v in data.items()}
         except (ValueError, AttributeError, TypeError) as err:
             raise ConfigError(f"{what} file {str(path)!r} is not a JSON object of label: number ({err})") from err
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    delimiter = "\t" if any("\t" in ln for ln in lines) else ","
     out: dict[str, float] = {}
-    for i, row in enumerate(csv.reader(lines, delimiter=delimiter)):
+    for i, row in enumerate(read_rows(path, f"{what} file")):
         if len(row) < 2:
-            raise ConfigError(f"{what} file {str(path)!r}: line {i + 1} has no value: {lines[i]!r}")
+            raise ConfigError(f"{what} file {str(path)!r}: line {i + 1} has no value: {row!r}")
         label, value = row[0].strip(), row[-1].strip()
         try:
             out[label] = float(value)
