@@ -41,9 +41,8 @@ from ptsed.inference.windows import STITCH_MODES, Stitcher, WindowCutter
 from ptsed.io.audio import DEFAULT_BLOCK_S, ArrayStream, AudioSource, stream_audio
 from ptsed.models.sed_model import SEDModel
 from ptsed.postprocess.decode import frame_times
-from ptsed.postprocess.pipeline import PostProcessor, stored_postprocess
-
-__all__ = ["Predictor", "load_model", "resolve_device", "resolve_model_name", "stored_postprocess"]
+from ptsed.postprocess.pipeline import PostProcessor
+from ptsed.postprocess.pipeline import stored_postprocess as stored_postprocess  # its old home
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 AUTO_BATCH = {"cpu": 4, "cuda": 16, "mps": 16}
