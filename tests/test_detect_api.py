@@ -114,3 +114,24 @@ def test_replayed_channels_give_the_events_of_the_original_run(tmp_path: Path) -
     again = ptsed.detect(tmp_path / "run" / "frames", postprocess={"threshold": 0.4}, output=tmp_path / "re")
     assert {e.channel for e in first.results[0].events} == {0, 1}
     assert _spans(again.results[0].events) == _spans(first.results[0].events)
+
+
+def test_evaluation_reads_model_scores_without_post_processing(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Evaluation needs frame scores only: its model source never runs a PostProcessor."""
+    from ptsed.evaluation.sources import ModelScores
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for name in ("Ya", "Yb"):
+        _wav(audio / f"{name}.wav", seconds=3.0)
+
+    def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("post-processing ran")
+
+    monkeypatch.setattr(PostProcessor, "stream_events", refuse)
+    monkeypatch.setattr(PostProcessor, "events", refuse)
+    source = ModelScores(tiny_model(), audio, device="cpu")
+    values, stamps, labels = source.read("Ya")
+    assert values.shape == (75, len(TINY_LABELS)) and labels == TINY_LABELS and stamps[-1] == 3.0
+    read = {name: clip for name, clip, err in source.iter_read(["Ya", "Yb"])}
+    np.testing.assert_array_equal(read["Ya"][0], values)

@@ -351,9 +351,12 @@ class Predictor:
         unusable audio."""
         return self._score_one(audio, sample_rate, name).add_events(self.postprocess)
 
-    def frame_scores(self, audio: AudioLike, sample_rate: int | None = None) -> FrameScores | list[FrameScores]:
-        """Frame probabilities (T, K) of one input; a list (one per channel) when ``channels="each"``."""
-        result = self._score_one(audio, sample_rate)
+    def frame_scores(
+        self, audio: AudioLike, sample_rate: int | None = None, *, name: str | None = None
+    ) -> FrameScores | list[FrameScores]:
+        """Frame probabilities (T, K) of one input (``name``: what messages and ``FrameScores.source``
+        call it); a list (one per channel) when ``channels="each"``. No post-processing."""
+        result = self._score_one(audio, sample_rate, name)
         return result.scores if self.channels == "each" else result.scores[0]
 
     def events(self, audio: AudioLike, sample_rate: int | None = None) -> list[Event]:
