@@ -309,3 +309,33 @@ def test_an_unreadable_file_says_so_not_that_it_is_not_audio(tmp_path: Path, mon
     with pytest.raises(AudioError) as info:
         load_audio(path)
     assert str(info.value) == f"cannot read audio file {str(path)!r}: permission denied"
+
+
+def test_one_decode_path_for_files_bytes_and_arrays(tmp_path: Path) -> None:
+    """Bytes (AudioSet HDF5), arrays (Predictor) and files are checked, mixed and resampled the same way."""
+    import io
+
+    from ptsed.data.audioset import decode_audio_bytes
+    from ptsed.io.audio import ArrayStream, decode_bytes, prepare_samples
+
+    rng = np.random.default_rng(0)
+    stereo = (rng.standard_normal((2, 8000)) * 0.1).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, stereo.T, 8000, format="WAV", subtype="FLOAT")
+    path = tmp_path / "s.wav"
+    path.write_bytes(buf.getvalue())
+    from_file, _ = load_audio(path, 16000)
+    from_bytes, sr = decode_bytes(buf.getvalue(), 16000)
+    assert sr == 16000
+    np.testing.assert_allclose(from_bytes, from_file, atol=1e-6)
+    np.testing.assert_array_equal(decode_audio_bytes(buf.getvalue(), 16000), from_bytes)
+    np.testing.assert_array_equal(prepare_samples(stereo, 8000, 16000), from_bytes)
+    stream = ArrayStream(stereo, 8000, 16000, mono=False, name="x", block_s=0.25)
+    assert stream.channels_in == 2 and [b.shape for b in stream] == [(2, 4000)] * 4
+    bad = stereo.copy()
+    bad[1, 5] = np.nan
+    for call in (lambda: prepare_samples(bad, 8000), lambda: ArrayStream(bad, 8000, 8000, True, "<array>")):
+        with pytest.raises(AudioError, match="holds NaN or infinite samples; ptsed does not repair audio"):
+            call()
+    with pytest.raises(AudioError, match="cannot decode the audio of Ya"):
+        decode_audio_bytes(b"not audio" * 10, 16000, name="Ya")

@@ -167,3 +167,52 @@ def test_format_names() -> None:
     assert parse_formats("npy", EMBED_WRITERS) == ["npy"]
     with pytest.raises(ConfigError, match="unknown output format 'xls'"):
         parse_formats("tsv,xls", DETECT_WRITERS)
+
+
+def test_every_atomic_file_write_goes_through_core_files(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """One atomic writer: the label files of the hub, the profile cache, released exports and results all
+    use ptsed.core.files (old names stay importable); a full disk is one line and leaves no temporary file."""
+    import errno
+
+    import ptsed.core.files as files
+    from ptsed.core.errors import PtsedError
+    from ptsed.hub.labels import write_vocab_tsv
+    from ptsed.io.results import atomic_write, atomic_write_text, write_error
+
+    assert atomic_write is files.atomic_write and atomic_write_text is files.atomic_write_text
+    assert write_error is files.write_error
+    write_vocab_tsv(tmp_path / "v.tsv", [("/m/1", "Speech")])
+    assert (tmp_path / "v.tsv").read_text() == "index\tmid\tdisplay_name\n0\t/m/1\tSpeech\n"
+
+    def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "replace", full)
+    with pytest.raises(PtsedError, match="the disk is full"):
+        write_vocab_tsv(tmp_path / "v.tsv", [("/m/2", "Dog")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.tsv"]
+
+
+def test_one_scores_tsv_writer_and_one_validated_reader(tmp_path) -> None:  # noqa: ANN001
+    """detect's scores writer and evaluate --save-scores write the same text (9 significant digits, float32
+    exact); read_frame_scores and evaluate read it with the same validation."""
+    from ptsed.cli.evaluate import _score_writer
+    from ptsed.evaluation.scores import read_scores_tsv as eval_reader
+    from ptsed.io.results import read_frame_scores
+    from ptsed.io.scores_tsv import read_scores_tsv, write_scores_tsv
+
+    rng = np.random.default_rng(0)
+    fs = FrameScores(rng.random((7, 2)).astype(np.float32), np.arange(8) * 0.04, ["a", "b"], source="x")
+    write_scores_tsv(tmp_path / "detect.tsv", fs)
+    _score_writer(tmp_path / "eval")("x", fs.scores, fs.timestamps, fs.labels)
+    assert (tmp_path / "eval" / "x.tsv").read_text() == (tmp_path / "detect.tsv").read_text() == scores_tsv_text(fs)
+    assert eval_reader is read_scores_tsv
+    back = read_frame_scores(tmp_path / "detect.tsv")[0]
+    np.testing.assert_array_equal(back.scores, fs.scores)
+    assert back.labels == ["a", "b"] and back.timestamps.tolist() == fs.timestamps.tolist()
+    (tmp_path / "gap.tsv").write_text("onset\toffset\ta\n0\t0.04\t0.1\n0.1\t0.2\t0.3\n")
+    with pytest.raises(ConfigError, match="contiguous"):
+        read_frame_scores(tmp_path / "gap.tsv")
+    (tmp_path / "bad.tsv").write_text("onset\toffset\ta\n0\t0.04\tx\n")
+    with pytest.raises(ConfigError, match="not numbers"):
+        read_scores_tsv(tmp_path / "bad.tsv")

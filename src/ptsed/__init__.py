@@ -5,6 +5,7 @@ The public surface is small and imported lazily, so ``import ptsed`` and ``ptsed
 - :func:`create_model` builds any model of the zoo (``"beats"``, ``"atst_frame.as_weak"``, ``"demo"``, ...).
 - :func:`list_models` / :func:`list_pretrained` list architectures and pretrained names.
 - :class:`Predictor` runs a model over audio of any length (frame scores, events, embeddings).
+- :func:`detect` runs the whole detection loop: score source -> post-processing -> writers.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ _LAZY = {
     "SEDModel": "ptsed.models.sed_model",
     "SEDOutput": "ptsed.models.sed_model",
     "Predictor": "ptsed.inference.predictor",
+    "detect": "ptsed.inference.detect",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ptsed.inference.detect import detect
     from ptsed.inference.predictor import Predictor
     from ptsed.models.factory import create_model
     from ptsed.models.sed_model import SEDModel, SEDOutput

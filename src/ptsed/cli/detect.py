@@ -1,7 +1,7 @@
 """``ptsed detect``: sound event detection on files, folders, globs and list files.
 
-A thin wrapper over :class:`ptsed.inference.predictor.Predictor` and :func:`ptsed.inference.batch.run_batch`.
-Heavy modules (torch, the models) are imported only inside :func:`run`.
+:func:`run` only translates the flags into one call of :func:`ptsed.inference.detect.detect` (score source ->
+post-processing -> writers). Heavy modules (torch, the models) are imported only inside the functions.
 """
 
 from __future__ import annotations
@@ -155,13 +155,11 @@ def _names(values: list[str] | None) -> list[str] | None:
     """Class names from ``--include``/``--exclude``: names, or files with one name per line."""
     if values is None:
         return None
+    from ptsed.io.tables import read_lines
+
     out: list[str] = []
     for v in values:
-        p = Path(v)
-        if p.is_file():
-            out.extend(ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip())
-        else:
-            out.append(v)
+        out.extend(read_lines(v, "class list", comments=False) if Path(v).is_file() else [v])
     return out
 
 
@@ -225,7 +223,22 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def build_predictor(args: argparse.Namespace, postprocess: Any = None) -> Any:
+def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`Predictor` options of the window and compute flags (all but the models)."""
+    return {
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "precision": args.precision,
+        "int8": args.int8,
+        "window_s": args.window,
+        "hop_s": args.hop,
+        "overlap_s": args.overlap,
+        "stitch": args.stitch,
+        "channels": args.channels,
+    }
+
+
+def build_predictor(args: argparse.Namespace) -> Any:
     """The :class:`Predictor` an argparse namespace of ``detect``/``embed`` describes."""
     from ptsed.core.errors import ConfigError
     from ptsed.inference.predictor import Predictor
@@ -234,20 +247,7 @@ def build_predictor(args: argparse.Namespace, postprocess: Any = None) -> Any:
     if not models:
         raise ConfigError("give a model with --model NAME (see `ptsed models`)")
     specs = [(model_for_checkpoint(name, checkpoint), checkpoint) for name, checkpoint in models]
-    return Predictor(
-        specs,
-        batch_size=args.batch_size,
-        device=args.device,
-        precision=args.precision,
-        int8=args.int8,
-        window_s=args.window,
-        hop_s=args.hop,
-        overlap_s=args.overlap,
-        stitch=args.stitch,
-        upstream_chunking=args.upstream_chunking,
-        channels=args.channels,
-        postprocess=postprocess,
-    )
+    return Predictor(specs, upstream_chunking=args.upstream_chunking, **predictor_options(args))
 
 
 def model_for_checkpoint(name: str | None, checkpoint: str | None) -> str | None:
@@ -281,13 +281,25 @@ def _model_args(args: argparse.Namespace) -> list[list[Any]]:
     return list(args.models or [])
 
 
+def _extensions(args: argparse.Namespace) -> list[str] | None:
+    """``--extensions wav,flac`` as a list (``None``: the default set)."""
+    return [e.strip() for e in args.extensions.split(",") if e.strip()] if args.extensions else None
+
+
 def sources_from_args(args: argparse.Namespace, extensions: Any = None) -> list:
     from ptsed.io.audio import list_audio_files
 
-    exts = extensions
-    if exts is None and args.extensions:
-        exts = [e.strip() for e in args.extensions.split(",") if e.strip()]
+    exts = extensions if extensions is not None else _extensions(args)
     return list_audio_files(args.inputs, extensions=exts, recursive=not args.no_recursive)
+
+
+def _listed(args: argparse.Namespace, audio: bool) -> list:
+    """The inputs of a run: audio files, or (without a model) saved score files."""
+    if audio:
+        return sources_from_args(args)
+    from ptsed.inference.replay import find_score_files
+
+    return find_score_files(args.inputs, recursive=not args.no_recursive) or []
 
 
 def print_events_table(result: Any, header: list[bool], out: Any = None, width: int = 24) -> None:
@@ -322,86 +334,55 @@ def describe_models(args: argparse.Namespace, predictor: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ptsed.core.errors import ConfigError
-    from ptsed.extras import require_outputs
-    from ptsed.inference.batch import run_batch
-    from ptsed.io.results import DETECT_WRITERS, parse_formats
-    from ptsed.postprocess.pipeline import PostProcessor
+    """``ptsed detect``: the flags, translated into one :func:`ptsed.inference.detect.detect` call."""
+    from ptsed.inference.detect import detect
 
-    formats = parse_formats(args.format, DETECT_WRITERS)
-    require_outputs(formats, plot=args.plot, what="ptsed detect")
-    if args.plot and not args.output:
-        raise ConfigError("--plot needs --output DIR")
     postprocess: dict[str, Any] = {
         "min_duration_s": args.min_duration,
         "merge_gap_s": args.merge_gap,
         "top_k": args.top_k,
         "include": _names(args.include),
         "exclude": _names(args.exclude),
-        "sort": "class" if args.upstream_chunking else "onset",
     }
     if args.threshold is not None:
         postprocess["threshold"] = args.threshold
     if args.median_filter is not None:
         postprocess["median_filter_s"] = args.median_filter if args.median_filter != 0 else None
-    profile = None
-    if args.postprocess:  # below explicit --threshold / --median-filter, above the checkpoint's values
-        from ptsed.postprocess.profile import load_profile
-
-        profile = load_profile(args.postprocess)
-        postprocess = profile.apply(postprocess)
-    if not args.models and not args._pending_checkpoint:
-        from ptsed.inference.replay import ScoreReplay, find_score_files
-
-        files = find_score_files(args.inputs, recursive=not args.no_recursive)
-        if files is None:
-            raise ConfigError("give a model with --model NAME (see `ptsed models`)")
-        if profile is not None:
-            from ptsed.io.results import read_frame_scores
-
-            profile.check_labels(read_frame_scores(files[0].path)[0].labels, f"profile {args.postprocess!r}")
-        predictor: Any = ScoreReplay(PostProcessor(**postprocess), files)
-        sources = files
-        extra: dict[str, Any] = {}
-    else:
-        predictor = build_predictor(args, postprocess)
-        sources = sources_from_args(args)
-        extra = checkpoint_settings(args)
-        if profile is not None:
-            profile.check_labels(predictor.labels, f"profile {args.postprocess!r}")
-        if predictor.postprocess_from_checkpoint and not args.quiet:
-            names = {
-                "threshold": ("thresholds", "--threshold"),
-                "median_filter_s": ("median filter lengths", "--median-filter"),
-            }
-            used = [names[f] for f in names if f in predictor.postprocess_from_checkpoint]
-            print(
-                f"using the per-class {' and '.join(u[0] for u in used)} stored in the checkpoint "
-                f"(give {' / '.join(u[1] for u in used)} to override)",
-                file=sys.stderr,
-            )
+    models = _model_args(args)
+    run_options: dict[str, Any] = {}
+    if models:  # without a model the inputs are saved scores
+        run_options = {"models": [(model_for_checkpoint(n, c), c) for n, c in models], **predictor_options(args)}
+        run_options["extensions"] = _extensions(args)
     header = [True]
-    width = max([24, *(len(getattr(s, "name", "")) for s in sources)])  # the longest name, never cut
-    on_result = None if args.output else (lambda r: print_events_table(r, header, width=width))
-    summary = run_batch(
-        predictor,
-        sources,
-        output_dir=args.output,
-        formats=formats,
-        task="detect",
+    width: list[int] = []
+
+    def show(result: Any) -> None:
+        if not width:  # the longest name of the run, never cut
+            width.append(max([24, *(len(s.name) for s in _listed(args, bool(models)))]))
+        print_events_table(result, header, width=width[0])
+
+    summary = detect(
+        args.inputs,
+        postprocess=postprocess,
+        profile=args.postprocess,
+        writers=args.format,
+        output=args.output,
         per_file=args.per_file,
         resume=args.resume,
         overwrite=args.overwrite,
         plot=args.plot,
         plot_top=args.plot_top,
         progress=not args.quiet and sys.stderr.isatty(),
-        extra_settings=extra,
-        on_result=on_result,
+        upstream_chunking=args.upstream_chunking,
+        recursive=not args.no_recursive,
+        on_result=None if args.output else show,
+        log=None if args.quiet else (lambda text: print(text, file=sys.stderr)),
+        **run_options,
     )
     if not args.quiet:
         print(summary.text(), file=sys.stderr)
-        if describe_models(args, predictor):
-            print(describe_models(args, predictor), file=sys.stderr)
+        if describe_models(args, summary.source):
+            print(describe_models(args, summary.source), file=sys.stderr)
         if args.output:
             print(f"outputs in {args.output}", file=sys.stderr)
     return summary.exit_code

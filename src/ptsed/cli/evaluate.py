@@ -88,15 +88,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _score_writer(folder: Path):  # noqa: ANN202
-    """A callback that writes each clip's raw scores as a sed_scores_eval TSV ``<folder>/<name>.tsv``."""
+    """A callback that writes each clip's raw scores as a sed_scores_eval TSV ``<folder>/<name>.tsv``
+    (:func:`ptsed.io.scores_tsv.write_scores_tsv`, the format of ``ptsed detect --format scores``)."""
     folder.mkdir(parents=True, exist_ok=True)
 
     def write(name: str, scores, timestamps, labels) -> None:  # noqa: ANN001
         from ptsed.core.types import FrameScores
+        from ptsed.io.scores_tsv import write_scores_tsv
 
-        FrameScores(scores, timestamps, list(labels), source=name).to_dataframe().to_csv(
-            folder / f"{name}.tsv", sep="\t", index=False
-        )
+        write_scores_tsv(folder / f"{name}.tsv", FrameScores(scores, timestamps, list(labels), source=name))
 
     return write
 
@@ -123,10 +123,9 @@ def _load_model(args: argparse.Namespace):  # noqa: ANN202
 def detect_median_filter(model):  # noqa: ANN001, ANN201
     """The median filter ``ptsed detect`` applies for ``model`` by default: the per-class lengths stored in a
     fine-tuned checkpoint, else 0.36 s (seconds; one number, a mapping label -> seconds, or ``None``)."""
-    from ptsed.inference.predictor import stored_postprocess
     from ptsed.postprocess.pipeline import PostProcessor
 
-    return PostProcessor(**stored_postprocess([model])).median_filter_lengths(model.labels)
+    return PostProcessor.for_model(model).median_filter_lengths(model.labels)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -118,12 +118,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _read_labels(path: str) -> list[str]:
     from pathlib import Path
 
-    from ptsed.core.errors import ConfigError
+    from ptsed.io.tables import read_text
 
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"labels file {file} does not exist")
-    lines = [x for x in file.read_text(encoding="utf-8").splitlines() if x.strip()]
+    lines = [x for x in read_text(Path(path), "labels file").splitlines() if x.strip()]
     header = lines[0].split("\t") if lines else []
     if "label" in header:
         col = header.index("label")

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -175,25 +174,12 @@ def frame_targets(
 def decode_audio_bytes(data: bytes, sample_rate: int | None = None, *, name: str = "<bytes>") -> np.ndarray:
     """Mono float32 samples (N,) of an encoded file held in memory (mp3, flac, wav, ...).
 
-    Decoded with soundfile (libsndfile >= 1.1 reads mp3), mixed to mono by the channel mean and
-    resampled with :func:`ptsed.io.audio.resample` (so as a file of the same content would be).
+    Decoded by :func:`ptsed.io.audio.decode_bytes` (soundfile; libsndfile >= 1.1 reads mp3): mixed to mono
+    by the channel mean and resampled as a file of the same content would be.
     """
-    import soundfile as sf
+    from ptsed.io.audio import decode_bytes
 
-    from ptsed.io.audio import resample
-
-    try:
-        samples, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception as err:  # soundfile raises LibsndfileError / RuntimeError
-        raise AudioError(f"cannot decode the audio of {name}: {err}") from err
-    if samples.shape[0] == 0:
-        raise AudioError(f"the audio of {name} holds no samples")
-    mono = samples.mean(axis=1, dtype=np.float32)
-    if not np.isfinite(mono).all():
-        raise AudioError(f"the audio of {name} holds NaN or infinite samples")
-    if sample_rate is not None and sr != sample_rate:
-        mono = resample(mono, sr, sample_rate)
-    return mono
+    return decode_bytes(data, sample_rate, name=f"the audio of {name}")[0]
 
 
 class _Clips:

@@ -34,6 +34,7 @@ import numpy as np
 from ptsed.core.errors import AudioError, ConfigError, PtsedError
 from ptsed.data.tables import read_tsv, tsv_columns, write_tsv
 from ptsed.io.audio import list_audio_files, load_audio
+from ptsed.io.tables import read_lines
 
 FG_ROLES = ("fg", "foreground")
 BG_ROLES = ("bg", "background")
@@ -113,7 +114,7 @@ def read_file_list(path: str | Path) -> set[Path]:
         col = "path" if "path" in columns else "filename"
         names = [row[col] for _, row in read_tsv(path, (col,)) if row[col]]
     else:
-        names = [s.strip() for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
+        names = read_lines(path, "file list", comments=False)
     return {(path.parent / n).resolve() for n in names}
 
 

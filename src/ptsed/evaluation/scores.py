@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ptsed.core.errors import ConfigError
+from ptsed.io.scores_tsv import read_scores_tsv  # noqa: F401 - the one validated reader, also importable here
 
 DEFAULT_MEMORY_LIMIT = 2 * 1024**3
 """Bytes of scores kept in RAM before the store moves to a memory-mapped temporary file."""
@@ -254,37 +255,6 @@ class ScoreStore:
 # ----------------------------------------------------------------------------------------------------
 # sources
 # ----------------------------------------------------------------------------------------------------
-def read_scores_tsv(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """One sed_scores_eval score file: (scores (T, K) float64, timestamps (T + 1,), class names).
-
-    Raises:
-        ConfigError: not ``onset offset *classes``, or frames that are not contiguous.
-    """
-    import pandas as pd
-
-    path = Path(path)
-    try:
-        frame = pd.read_csv(path, sep="\t")
-    except Exception as err:
-        raise ConfigError(f"cannot read score file {str(path)!r}: {err}") from err
-    cols = list(frame.columns)
-    if len(cols) < 3 or cols[0] != "onset" or cols[1] != "offset":
-        raise ConfigError(f"score file {str(path)!r} must have the columns 'onset offset <classes...>', got {cols[:4]}")
-    if len(frame) == 0:
-        raise ConfigError(f"score file {str(path)!r} has no frames")
-    onset = frame["onset"].to_numpy(np.float64)
-    offset = frame["offset"].to_numpy(np.float64)
-    if not np.allclose(onset[1:], offset[:-1], atol=1e-6) or (offset <= onset).any():
-        raise ConfigError(f"score file {str(path)!r}: frames must be contiguous (each onset = the previous offset)")
-    try:
-        values = frame[cols[2:]].to_numpy(np.float64)
-    except ValueError as err:
-        raise ConfigError(f"score file {str(path)!r} holds values that are not numbers: {err}") from err
-    if not np.isfinite(values).all():
-        raise ConfigError(f"score file {str(path)!r} holds NaN or infinite scores")
-    return values, np.concatenate([onset, offset[-1:]]), [str(c) for c in cols[2:]]
-
-
 def check_probabilities(scores: np.ndarray, clip: str) -> None:
     """Raise :class:`ConfigError` unless every score of a clip is a probability in [0, 1].
 

@@ -159,7 +159,7 @@ class ModelScores:
         return samples
 
     def read(self, name: str, duration_s: float | None = None) -> Clip:
-        scores = self.predictor.predict(self._samples(name), self.sample_rate, name=name).scores[0]
+        scores = self.predictor.frame_scores(self._samples(name), self.sample_rate, name=name)
         return scores.scores, scores.timestamps, list(scores.labels)
 
     def iter_read(self, names: Sequence[str]) -> Iterator[tuple[str, Clip | None, str | None]]:
@@ -172,7 +172,7 @@ class ModelScores:
                     loaded.append((name, self._samples(name)))
                 except PtsedError as err:
                     errors[name] = str(err)
-            results = self.predictor.predict_many((x, self.sample_rate) for _, x in loaded)
+            results = self.predictor.score_many((x, self.sample_rate) for _, x in loaded)
             done = {}
             for (name, _), res in zip(loaded, results, strict=True):
                 if res.error is not None:

@@ -96,12 +96,9 @@ def write_record(path: Path, sha256: str, *, url: str | None, head: Any = None) 
         "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     dest = record_path(path)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(rec, indent=1) + "\n")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from ptsed.core.files import atomic_write_text
+
+    atomic_write_text(dest, json.dumps(rec, indent=1) + "\n")
     return rec
 
 

@@ -46,8 +46,9 @@ UPSTREAM_SOURCES = {
 
 def read_vocab_tsv(path: Path) -> list[str]:
     """Display names, in index order, from a TSV with the header ``index, mid, display_name``."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
+    from ptsed.io.tables import read_table
+
+    rows = [row for _, row in read_table(path, ("index", "display_name"))]
     return [r["display_name"] for r in sorted(rows, key=lambda r: int(r["index"]))]
 
 
@@ -146,13 +147,9 @@ def write_vocab_tsv(path: Path, rows: Sequence[tuple[str, str]]) -> Path:
     if bad:
         raise CheckpointError(f"class name {bad[0]!r} contains a tab or a line break")
     lines = ["index\tmid\tdisplay_name"] + [f"{i}\t{m}\t{n}" for i, (m, n) in enumerate(rows)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from ptsed.core.files import atomic_write_text
+
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -1,7 +1,7 @@
 """Batch runs over many files: writers, progress bar, ``--resume``, failure summary.
 
-``ptsed detect`` and ``ptsed embed`` are thin wrappers over :func:`run_batch`. A file that cannot be read
-is reported and skipped; the run goes on and ends with a summary. The output folder holds
+:func:`ptsed.detect` (``ptsed detect``) and ``ptsed embed`` are thin wrappers over :func:`run_batch`. A file
+that cannot be read is reported and skipped; the run goes on and ends with a summary. The output folder holds
 ``ptsed_settings.json`` (the settings and their hash), ``ptsed_manifest.jsonl`` (a ``start`` record, one
 line per finished input: name, settings hash, status, duration, events, the input's size, mtime and
 sha256; and an ``end`` record naming the combined tables and the inputs they cover) and, while a run
@@ -75,6 +75,10 @@ class RunSummary:
     audio_s: float = 0.0
     wall_s: float = 0.0
     events: int = 0
+    results: list[FileResult] = field(default_factory=list)
+    """The events of every input done (processed or skipped by ``--resume``), in input order; no scores."""
+    source: Any = None
+    """The score source of the run (a :class:`ptsed.inference.predictor.Predictor`, ...)."""
 
     @property
     def exit_code(self) -> int:
@@ -307,6 +311,7 @@ def run_batch(
     predictor: Any,
     sources: Sequence[AudioSource],
     *,
+    postprocess: Any = None,
     output_dir: str | Path | None = None,
     formats: Sequence[str] = ("tsv",),
     task: str = "detect",
@@ -330,8 +335,12 @@ def run_batch(
     manifest's last line lists the inputs they cover.
 
     Args:
-        predictor: a :class:`ptsed.inference.predictor.Predictor`.
+        predictor: the score source (:class:`ptsed.inference.source.ScoreSource`: a
+            :class:`ptsed.inference.predictor.Predictor`, saved scores, ...); for ``task="embed"`` a
+            :class:`Predictor`.
         sources: the inputs (:func:`ptsed.io.audio.list_audio_files`).
+        postprocess: the :class:`ptsed.postprocess.pipeline.PostProcessor` that turns the scores into
+            events (``None``: the predictor's own ``postprocess``).
         output_dir: output folder; ``None`` writes nothing (results only go to ``on_result``).
         formats: writer names (:data:`ptsed.io.results.DETECT_WRITERS` or ``EMBED_WRITERS``).
         task: ``"detect"`` (scores and events) or ``"embed"`` (embeddings of ``layer``).
@@ -357,7 +366,8 @@ def run_batch(
         raise ConfigError("--resume and --overwrite exclude each other")
     settings: dict[str, Any] = {"task": task, **predictor.settings(), **(extra_settings or {})}
     if task == "detect":
-        settings["postprocess"] = predictor.postprocess.settings()
+        postprocess = postprocess if postprocess is not None else predictor.postprocess
+        settings["postprocess"] = postprocess.settings()
     else:
         settings["layer"] = layer
     digest = settings_hash(settings)
@@ -371,12 +381,22 @@ def run_batch(
                 _remove_outputs(out, task, sources)
             else:
                 _check_previous_run(out, settings, digest)
-        return _run(predictor, sources, out, settings, digest, formats, task, layer, per_file, resume, plot,
-                    plot_top, progress, on_result)  # fmt: skip
+        return _run(predictor, postprocess, sources, out, settings, digest, formats, task, layer, per_file, resume,
+                    plot, plot_top, progress, on_result)  # fmt: skip
+
+
+def _results(
+    predictor: Any, postprocess: Any, todo: Sequence[AudioSource], task: str, layer: int | None, advance: Callable
+) -> Any:
+    """The results of the inputs to do: embeddings, or the source's scores with the events of ``postprocess``."""
+    if task == "embed":
+        return predictor.predict_many(todo, embed=True, layer=layer, progress=advance)
+    return (r.add_events(postprocess) for r in predictor.score_many(todo, progress=advance))
 
 
 def _run(
     predictor: Any,
+    postprocess: Any,
     sources: Sequence[AudioSource],
     out: Path | None,
     settings: dict[str, Any],
@@ -481,7 +501,7 @@ def _run(
             manifest.write({"record": "start", "hash": digest, "pid": os.getpid(), "time": time.time()})
             for e in revalidated:
                 manifest.write(e)
-        for result in predictor.predict_many(todo, embed=task == "embed", layer=layer, progress=bar.advance):
+        for result in _results(predictor, postprocess, todo, task, layer, bar.advance):
             key = result.input_name
             entry: dict[str, Any] = {"name": key, "source": result.source, "hash": digest, "ok": result.ok}
             if result.name != key:
@@ -540,6 +560,8 @@ def _run(
             if manifest is not None:
                 manifest.close()
     summary.wall_s = time.perf_counter() - start
+    summary.results = [done[s.name] for s in sources if s.name in done]
+    summary.source = predictor
     return summary
 
 

@@ -1,10 +1,14 @@
-"""The inference engine: audio of any length -> frame scores, events and embeddings, batched.
+"""The inference engine: audio of any length -> frame scores (and embeddings), batched.
 
 :class:`Predictor` wraps one model or an ensemble. Files are decoded in blocks on a background thread
 (:mod:`ptsed.io.audio`), cut into overlapping windows (:mod:`ptsed.inference.windows`), and windows of
 one file and of many files are stacked into batches. Window outputs are stitched back on the 40 ms frame
-grid; an ensemble averages the frame probabilities of its models. Post-processing
-(:class:`ptsed.postprocess.pipeline.PostProcessor`) turns the scores into events.
+grid; an ensemble averages the frame probabilities of its models. A Predictor is a score source
+(:class:`ptsed.inference.source.ScoreSource`, :meth:`Predictor.score_many`): post-processing
+(:class:`ptsed.postprocess.pipeline.PostProcessor`) turns its scores into events afterwards, in
+:func:`ptsed.detect`. :meth:`Predictor.predict` and :meth:`Predictor.predict_many` are the convenience path
+that applies a :class:`PostProcessor` too (the one given as ``postprocess=``, else
+:meth:`PostProcessor.for_model`).
 
 Example::
 
@@ -34,10 +38,11 @@ from ptsed.core.errors import AudioError, CheckpointError, ConfigError
 from ptsed.core.types import Event, FrameScores
 from ptsed.inference.types import Embeddings, FileResult
 from ptsed.inference.windows import STITCH_MODES, Stitcher, WindowCutter
-from ptsed.io.audio import DEFAULT_BLOCK_S, AudioSource, resample, stream_audio
+from ptsed.io.audio import DEFAULT_BLOCK_S, ArrayStream, AudioSource, stream_audio
 from ptsed.models.sed_model import SEDModel
 from ptsed.postprocess.decode import frame_times
 from ptsed.postprocess.pipeline import PostProcessor
+from ptsed.postprocess.pipeline import stored_postprocess as stored_postprocess  # its old home
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 AUTO_BATCH = {"cpu": 4, "cuda": 16, "mps": 16}
@@ -147,49 +152,6 @@ def quantize_int8(model: SEDModel) -> SEDModel:
     return quantized.eval()
 
 
-def stored_postprocess(models: Sequence[SEDModel]) -> dict[str, Any]:
-    """:class:`PostProcessor` fields stored in a fine-tuned checkpoint (``checkpoint_extra["postprocess"]``:
-    per-class ``thresholds`` and ``median_filter_s``, chosen on validation data by ``ptsed finetune``);
-    empty for released checkpoints and for ensembles (whose averaged scores no single choice fits)."""
-    if len(models) != 1:
-        return {}
-    stored = models[0].checkpoint_extra.get("postprocess") or {}
-    out: dict[str, Any] = {}
-    if stored.get("thresholds"):
-        out["threshold"] = {str(k): float(v) for k, v in stored["thresholds"].items()}
-    if stored.get("median_filter_s"):
-        out["median_filter_s"] = {str(k): float(v) for k, v in stored["median_filter_s"].items()}
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------
-# in-memory audio
-# ----------------------------------------------------------------------------------------------------
-class _ArrayStream:
-    """An in-memory signal (N,) or (C, N) with the interface of :class:`ptsed.io.audio.AudioStream`."""
-
-    def __init__(self, samples: np.ndarray, sr_in: int, sr_out: int, mono: bool, name: str, block_s: float) -> None:
-        x = np.asarray(samples, dtype=np.float32)
-        if x.ndim not in (1, 2) or x.shape[-1] == 0:
-            raise AudioError(f"{name}: expected a non-empty signal of shape (N,) or (C, N), got {x.shape}")
-        if not np.isfinite(x).all():
-            raise AudioError(f"{name} holds NaN or infinite samples; ptsed does not repair audio")
-        self.channels_in = 1 if x.ndim == 1 else x.shape[0]
-        if mono and x.ndim == 2:
-            x = x.mean(axis=0, dtype=np.float32)
-        elif not mono and x.ndim == 1:
-            x = x[None]
-        self.samples = resample(x, sr_in, sr_out)
-        self.sample_rate = sr_out
-        self.file_sample_rate = sr_in
-        self.num_samples = self.samples.shape[-1]
-        self.block = max(1, int(block_s * sr_out))
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for i in range(0, self.num_samples, self.block):
-            yield self.samples[..., i : i + self.block]
-
-
 # ----------------------------------------------------------------------------------------------------
 # the engine
 # ----------------------------------------------------------------------------------------------------
@@ -242,17 +204,16 @@ class Predictor:
             with the rest, events in upstream's order (class, then onset).
         channels: ``"mix"`` (mono mix, the channel mean) or ``"each"`` (every channel on its own; results
             carry ``channel``).
-        postprocess: a :class:`PostProcessor`, used as given; or a dict of its fields, or ``None``: then
-            the per-class thresholds and median filters stored in a fine-tuned checkpoint (one model with
-            ``checkpoint_extra["postprocess"]``) fill what the dict leaves out, and the defaults (0.36 s
-            median filter, threshold 0.5) the rest.
+        postprocess: used only by the convenience methods :meth:`predict`, :meth:`events` and
+            :meth:`predict_many` (the scores never depend on it): a :class:`PostProcessor`, used as given;
+            or a dict of its fields, or ``None``: then :meth:`PostProcessor.for_model` fills what the dict
+            leaves out (the checkpoint's stored per-class values, then the defaults).
         block_s: seconds of audio decoded at a time.
         prefetch_windows: windows decoded ahead of the model (bounded queue).
 
     Attributes:
         models: the loaded models (eval mode, on ``device``).
         labels: class names of the outputs.
-        postprocess_from_checkpoint: the :class:`PostProcessor` fields taken from the checkpoint.
         sample_rate: input rate of the models (audio is resampled to it).
     """
 
@@ -327,19 +288,30 @@ class Predictor:
         self.channels = channels
         self.block_s = float(block_s)
         self.prefetch_windows = int(prefetch_windows or max(8, 4 * self.batch_size))
-        self.postprocess_from_checkpoint: list[str] = []
-        if not isinstance(postprocess, PostProcessor):
-            stored = stored_postprocess(self.models)
-            fields = {"sort": "class" if self.upstream_chunking else "onset", **stored, **(postprocess or {})}
-            self.postprocess_from_checkpoint = sorted(set(stored) - set(postprocess or {}))
-            postprocess = PostProcessor(**fields)
-        self.postprocess: PostProcessor = postprocess
+        self._postprocess = postprocess
         self._labels = first.labels if first.head.has_heads else []
         for m in self.models[1:]:
             if m.head.has_heads and m.labels != self._labels:
                 raise ConfigError(f"models {first.name!r} and {m.name!r} have different classes; cannot ensemble")
 
     # -- metadata ---------------------------------------------------------------------------------------
+    @property
+    def postprocess(self) -> PostProcessor:
+        """The :class:`PostProcessor` of the convenience methods (built on first use by
+        :meth:`PostProcessor.for_model` from the ``postprocess`` argument)."""
+        if not isinstance(self._postprocess, PostProcessor):
+            self._postprocess = PostProcessor.for_model(self.models, self._postprocess, upstream=self.upstream_chunking)
+        return self._postprocess
+
+    @postprocess.setter
+    def postprocess(self, value: PostProcessor | dict | None) -> None:
+        self._postprocess = value
+
+    @property
+    def postprocess_from_checkpoint(self) -> list[str]:
+        """The :class:`PostProcessor` fields of :attr:`postprocess` taken from the checkpoint."""
+        return list(self.postprocess.from_checkpoint)
+
     @property
     def labels(self) -> list[str]:
         return list(self._labels)
@@ -367,17 +339,24 @@ class Predictor:
         }
 
     # -- single inputs ----------------------------------------------------------------------------------
-    def predict(self, audio: AudioLike, sample_rate: int | None = None, *, name: str | None = None) -> FileResult:
-        """Frame scores, filtered scores and events of one input (a path, or an array at ``sample_rate``,
-        default the model's rate). Raises :class:`AudioError` for unusable audio."""
+    def _score_one(self, audio: AudioLike, sample_rate: int | None, name: str | None = None) -> FileResult:
         result = next(self._run([self._item(audio, sample_rate, name)], task="detect"))
         if result.error is not None:
             raise AudioError(result.error)
         return result
 
-    def frame_scores(self, audio: AudioLike, sample_rate: int | None = None) -> FrameScores | list[FrameScores]:
-        """Frame probabilities (T, K) of one input; a list (one per channel) when ``channels="each"``."""
-        result = self.predict(audio, sample_rate)
+    def predict(self, audio: AudioLike, sample_rate: int | None = None, *, name: str | None = None) -> FileResult:
+        """Frame scores, filtered scores and events of one input (a path, or an array at ``sample_rate``,
+        default the model's rate), post-processed by :attr:`postprocess`. Raises :class:`AudioError` for
+        unusable audio."""
+        return self._score_one(audio, sample_rate, name).add_events(self.postprocess)
+
+    def frame_scores(
+        self, audio: AudioLike, sample_rate: int | None = None, *, name: str | None = None
+    ) -> FrameScores | list[FrameScores]:
+        """Frame probabilities (T, K) of one input (``name``: what messages and ``FrameScores.source``
+        call it); a list (one per channel) when ``channels="each"``. No post-processing."""
+        result = self._score_one(audio, sample_rate, name)
         return result.scores if self.channels == "each" else result.scores[0]
 
     def events(self, audio: AudioLike, sample_rate: int | None = None) -> list[Event]:
@@ -395,6 +374,20 @@ class Predictor:
         return result.embeddings if self.channels == "each" else result.embeddings[0]
 
     # -- many inputs ------------------------------------------------------------------------------------
+    def score_many(
+        self, inputs: Iterable[AudioLike], *, progress: Callable[[float], None] | None = None
+    ) -> Iterator[FileResult]:
+        """The score-source method (:class:`ptsed.inference.source.ScoreSource`): one :class:`FileResult`
+        per input, in order, with frame scores and no events; windows of many inputs share batches.
+
+        A file that cannot be used gives a result with ``error`` set; the others go on.
+
+        Args:
+            inputs: paths, :class:`AudioSource` items, or ``(array, sample_rate)`` pairs.
+            progress: called with the seconds of audio completed, after every batch.
+        """
+        yield from self._run(self._items(inputs), task="detect", progress=progress)
+
     def predict_many(
         self,
         inputs: Iterable[AudioLike],
@@ -411,16 +404,26 @@ class Predictor:
             inputs: paths, :class:`AudioSource` items, or ``(array, sample_rate)`` pairs.
             embed: compute embeddings (from ``layer``) instead of scores and events.
             progress: called with the seconds of audio completed, after every batch.
+
+        Without ``embed`` this is :meth:`score_many` followed by :attr:`postprocess`.
         """
+        if embed:
+            yield from self._run(self._items(inputs), task="embed", layer=layer, progress=progress)
+            return
+        postprocess = self.postprocess
+        for result in self.score_many(inputs, progress=progress):
+            yield result.add_events(postprocess)
+
+    # -- internals --------------------------------------------------------------------------------------
+    def _items(self, inputs: Iterable[AudioLike]) -> list[tuple[Any, str, str, int | None]]:
         items = []
         for x in inputs:
             if isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], (np.ndarray, torch.Tensor)):
                 items.append(self._item(x[0], x[1], None))
             else:
                 items.append(self._item(x, None, None))  # type: ignore[arg-type]
-        yield from self._run(items, task="embed" if embed else "detect", layer=layer, progress=progress)
+        return items
 
-    # -- internals --------------------------------------------------------------------------------------
     def _item(self, audio: AudioLike, sample_rate: int | None, name: str | None) -> tuple[Any, str, str, int | None]:
         if isinstance(audio, AudioSource):
             return audio.path, str(audio.path), name or audio.name, None
@@ -457,7 +460,7 @@ class Predictor:
                         declared = stream.info.num_samples or 0
                         expected = math.ceil(declared * self.sample_rate / file_sr) if file_sr else 0
                     else:
-                        stream = _ArrayStream(src, sr_in, self.sample_rate, mono, name, self.block_s)
+                        stream = ArrayStream(src, sr_in, self.sample_rate, mono, name, self.block_s)
                         file_sr, file_ch = sr_in, stream.channels_in
                         expected = stream.num_samples
                     streams = 1 if mono else file_ch
@@ -548,7 +551,6 @@ class Predictor:
             name=job.name,
             sample_rate=job.sample_rate,
             channels=job.channels,
-            postprocessor=self.postprocess,
         )
         result.elapsed_s = time.perf_counter() - job.started
         if job.error is not None:
@@ -576,10 +578,6 @@ class Predictor:
                 meta={"hop_s": self.frame_hop_s, "duration_s": duration, "valid_frames": valid},
             )
             result.scores.append(fs)
-            result.events.extend(self.postprocess.events(fs, filename=job.name))
-        if task != "embed" and len(job.stitchers) > 1 and self.postprocess.sort == "onset":
-            index = {lab: i for i, lab in enumerate(self.labels)}
-            result.events.sort(key=lambda e: (e.onset, index[e.label], e.channel or 0))
         return result
 
     def _run(

@@ -83,6 +83,16 @@ class FileResult:
     def ok(self) -> bool:
         return self.error is None
 
+    def add_events(self, postprocessor: Any) -> FileResult:
+        """Set ``events`` from ``scores`` with ``postprocessor`` (a
+        :class:`ptsed.postprocess.pipeline.PostProcessor`, which also gives ``filtered``); returns ``self``.
+        A failed result stays as it is."""
+        self.postprocessor = postprocessor
+        self._filtered = None
+        if self.error is None:
+            self.events = postprocessor.stream_events(self.scores, filename=self.name)
+        return self
+
     @property
     def filtered(self) -> list[FrameScores]:
         """Median-filtered scores, one per stream (computed on first use, then kept)."""

@@ -653,6 +653,89 @@ def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------
+# in-memory audio: the same checks, mix and resampler as files
+# ----------------------------------------------------------------------------------------------------
+def prepare_samples(
+    samples: np.ndarray, sr_in: int, sr_out: int | None = None, *, mono: bool = True, name: str = "<array>"
+) -> np.ndarray:
+    """An in-memory signal, checked, mixed and resampled as :func:`stream_audio` does a file.
+
+    Args:
+        samples: (N,) or (C, N) samples (any float or int dtype; taken as float32).
+        sr_in: their rate in Hz.
+        sr_out: the rate wanted (``None``: ``sr_in``).
+        mono: mix the channels to one by the channel mean; otherwise (C, N) (a (N,) signal gets C = 1).
+        name: what the messages call the signal.
+
+    Returns:
+        float32 (N',) when ``mono`` else (C, N'), ``N' = ceil(N * sr_out / sr_in)``.
+
+    Raises:
+        AudioError: not (N,) or (C, N), no samples, or NaN or infinite samples.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim not in (1, 2):
+        raise AudioError(f"{name}: expected a signal of shape (N,) or (C, N), got {x.shape}")
+    if x.shape[-1] == 0:
+        raise AudioError(f"{name} holds no samples")
+    if not np.isfinite(x).all():
+        raise AudioError(f"{name} holds NaN or infinite samples; ptsed does not repair audio")
+    if mono and x.ndim == 2:
+        x = x.mean(axis=0, dtype=np.float32)
+    elif not mono and x.ndim == 1:
+        x = x[None]
+    return resample(x, sr_in, sr_out or sr_in)
+
+
+def decode_bytes(
+    data: bytes, sample_rate: int | None = None, *, mono: bool = True, name: str = "<bytes>"
+) -> tuple[np.ndarray, int]:
+    """Decode an encoded file held in memory (wav, flac, ogg, mp3: what soundfile reads).
+
+    Returns:
+        ``(samples, sample_rate)`` as :func:`prepare_samples` gives them (float32 (N,) or (C, N)).
+
+    Raises:
+        AudioError: not audio soundfile can decode, no samples, NaN or infinite samples (naming ``name``).
+    """
+    import io
+
+    import soundfile as sf
+
+    try:
+        samples, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises LibsndfileError / RuntimeError
+        raise AudioError(f"cannot decode {name}: {err}") from err
+    return prepare_samples(samples.T, sr, sample_rate, mono=mono, name=name), int(sample_rate or sr)
+
+
+class ArrayStream:
+    """An in-memory signal (N,) or (C, N) with the interface of :class:`AudioStream`: iterate it for
+    float32 blocks of about ``block_s`` seconds, (n,) when ``mono`` else (C, n), at ``sr_out``
+    (:func:`prepare_samples` checks, mixes and resamples it once)."""
+
+    def __init__(
+        self,
+        samples: np.ndarray,
+        sr_in: int,
+        sr_out: int,
+        mono: bool,
+        name: str,
+        block_s: float = DEFAULT_BLOCK_S,
+    ) -> None:
+        self.channels_in = 1 if np.ndim(samples) == 1 else int(np.shape(samples)[0])
+        self.samples = prepare_samples(samples, sr_in, sr_out, mono=mono, name=name)
+        self.sample_rate = sr_out
+        self.file_sample_rate = sr_in
+        self.num_samples = self.samples.shape[-1]
+        self.block = max(1, int(block_s * sr_out))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(0, self.num_samples, self.block):
+            yield self.samples[..., i : i + self.block]
+
+
+# ----------------------------------------------------------------------------------------------------
 # finding inputs
 # ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -682,13 +765,10 @@ def _scan_folder(root: Path, extensions: frozenset[str], recursive: bool) -> lis
 
 
 def _read_list_file(path: Path) -> list[AudioSource]:
-    if not path.is_file():
-        raise AudioError(f"list file {str(path)!r} does not exist")
+    from ptsed.io.tables import read_lines
+
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for line in read_lines(path, "list file", error=AudioError):
         entry = Path(line).expanduser()
         name = entry.name if entry.is_absolute() else entry.as_posix()
         out.append(AudioSource(entry if entry.is_absolute() else path.parent / entry, name))

@@ -32,16 +32,23 @@ import hashlib
 import io
 import json
 import os
-import secrets
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ptsed.core.errors import ConfigError, PtsedError, disk_full, is_disk_full
+from ptsed.core.errors import ConfigError, PtsedError
+from ptsed.core.files import atomic_write, atomic_write_text, temporary_name, write_error  # noqa: F401 - old home
 from ptsed.core.types import Event, FrameScores
+from ptsed.io.scores_tsv import (  # noqa: F401 - scores_tsv_text, valid_frames: their old home
+    format_time,
+    read_scores_tsv,
+    scores_tsv_pieces,
+    scores_tsv_text,
+    valid_frames,
+)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -118,84 +125,6 @@ def plan_output_stems(names: Sequence[str]) -> tuple[dict[str, str], list[str]]:
             )
         seen[stem] = n
     return stems, kept
-
-
-def _fmt(t: float) -> str:
-    """Shortest text of a time in seconds (``10.32``, not ``10.320000000000002``)."""
-    return repr(float(t))
-
-
-def write_error(path: str | os.PathLike, err: BaseException) -> PtsedError:
-    """A one-line error for a failed write: a full disk (also torch's zip writer's) names the file and the
-    free space."""
-    if is_disk_full(err):
-        return disk_full(path)
-    return PtsedError(f"cannot write {path}: {(getattr(err, 'strerror', None) or str(err)).lower()}")
-
-
-def temporary_name(path: Path) -> Path:
-    """A hidden temporary name beside ``path``, unique to this process and call, with the same suffix
-    (numpy and h5py keep it): ``.name.<pid>-<random>.tmp.suffix``."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    """Write ``path`` through a unique temporary file that replaces it when the block ends without error.
-
-    Yields the temporary path to write. On an error the temporary file is removed (``path`` stays as it
-    was); an ``OSError`` becomes a one-line :class:`PtsedError` (:func:`write_error`: a full disk names
-    the file and the free space).
-    """
-    path = Path(path)
-    tmp = temporary_name(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(err, OSError) or is_disk_full(err):
-            raise write_error(path, err) from err
-        raise
-
-
-def atomic_write_text(path: Path, text: str | Iterable[str]) -> None:
-    """Write a text file (a string, or pieces written one after another) through a temporary file, so a
-    crash never leaves half a file (:func:`atomic_write`)."""
-    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.writelines([text] if isinstance(text, str) else text)
-
-
-def valid_frames(fs: FrameScores) -> int:
-    """Number of leading frames of non-zero length (upstream mode keeps zero-length padded frames at the
-    end, which score files leave out: sed_scores_eval rejects them)."""
-    ts = fs.timestamps
-    positive = np.flatnonzero(ts[1:] > ts[:-1])
-    return int(positive[-1]) + 1 if positive.size else 0
-
-
-def scores_tsv_pieces(fs: FrameScores, float_format: str = "%.9g", rows_per_piece: int = 500) -> Iterator[str]:
-    """sed_scores_eval score table text: ``onset offset <label>...``, one row per frame of non-zero length,
-    in pieces of ``rows_per_piece`` rows (a 3-hour file's table is about 1 GB of text; it is never held whole).
-
-    Nine significant digits round-trip float32 exactly, so saved scores evaluate as the model's own."""
-    n = valid_frames(fs)
-    yield "\t".join(["onset", "offset", *fs.labels]) + "\n"
-    ts = fs.timestamps
-    for a in range(0, n, rows_per_piece):
-        buf = io.StringIO()
-        for i, row in enumerate(fs.scores[a : min(n, a + rows_per_piece)].tolist(), a):
-            buf.write(f"{_fmt(ts[i])}\t{_fmt(ts[i + 1])}\t")
-            buf.write("\t".join(float_format % v for v in row))
-            buf.write("\n")
-        yield buf.getvalue()
-
-
-def scores_tsv_text(fs: FrameScores, float_format: str = "%.9g") -> str:
-    """The whole sed_scores_eval score table of ``fs`` as one string (see :func:`scores_tsv_pieces`)."""
-    return "".join(scores_tsv_pieces(fs, float_format))
 
 
 def event_dict(e: Event, with_channel: bool) -> dict[str, Any]:
@@ -371,7 +300,7 @@ class DcaseTsvWriter(_EventTable):
         w.writerow(["filename", "onset", "offset", "event_label"] + (["channel"] if self.each_channel else []))
         for r in records:
             for e in r.events:
-                row = [r.name, _fmt(e.onset), _fmt(e.offset), e.label]
+                row = [r.name, format_time(e.onset), format_time(e.offset), e.label]
                 if self.each_channel:
                     row.append(str(e.channel))
                 w.writerow(row)
@@ -396,7 +325,7 @@ class CsvWriter(_EventTable):
         w.writerow(cols)
         for r in records:
             for e in r.events:
-                row = [e.label, _fmt(e.onset), _fmt(e.offset), r.name]
+                row = [e.label, format_time(e.onset), format_time(e.offset), r.name]
                 if not self.upstream:
                     row.append("" if e.score is None else f"{e.score:.6g}")
                 if self.each_channel:
@@ -835,13 +764,8 @@ def read_frame_scores(path: str | os.PathLike, name: str | None = None) -> list[
                 g["scores"][()], g["timestamps"][()], json.loads(g.attrs["labels"]), list(g.attrs["channels"]), name
             )
     if suffix == ".tsv":
-        with open(path, encoding="utf-8") as fh:
-            header = fh.readline().rstrip("\n").split("\t")
-        if header[:2] != ["onset", "offset"]:
-            raise PtsedError(f"{str(path)!r} is not a score table (first columns must be onset, offset)")
-        data = np.loadtxt(path, delimiter="\t", skiprows=1, ndmin=2, dtype=np.float64)
-        timestamps = np.concatenate([data[:, 0], data[-1:, 1]])
-        return _frame_scores_from_arrays(data[:, 2:].astype(np.float32), timestamps, header[2:], [-1], path.stem)
+        values, timestamps, labels = read_scores_tsv(path)
+        return _frame_scores_from_arrays(values.astype(np.float32), timestamps, labels, [-1], path.stem)
     raise PtsedError(f"cannot read frame scores from {str(path)!r}: expected .npz, .h5 or .tsv")
 
 

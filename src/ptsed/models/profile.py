@@ -151,13 +151,11 @@ def _read_cache() -> dict[str, Any]:
 def _write_cache(key: str, value: dict[str, Any]) -> None:
     path = _cache_file()
     data = {**_read_cache(), key: value}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:  # a read-only cache only costs a recount next time
-        tmp.unlink(missing_ok=True)
+    from ptsed.core.errors import PtsedError
+    from ptsed.core.files import atomic_write_text
+
+    with contextlib.suppress(PtsedError):  # a read-only cache only costs a recount next time
+        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 _MEASURED: dict[str, tuple[dict[str, int], str]] = {}

@@ -2,6 +2,11 @@
 
 median filter (per class or one for all) -> optional top-k per frame -> threshold (strict ``>``, per class
 or one) -> contiguous regions -> gap merging -> minimum duration -> events.
+
+This is the stage after a score source (:mod:`ptsed.inference.source`): it sees frame scores only, never a
+model. :meth:`PostProcessor.for_model` is the one place that decides the settings of a run: explicit
+options, then a profile (``--postprocess FILE``), then the profile stored in a fine-tuned checkpoint, then
+the defaults; and the event order of upstream mode.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +23,9 @@ from ptsed.core.errors import ConfigError
 from ptsed.core.types import Event, FrameScores
 from ptsed.postprocess.decode import decode_events, did_you_mean, per_class
 from ptsed.postprocess.filters import filter_sizes, median_filter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ptsed.postprocess.profile import Profile
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MEDIAN_FILTER_S = 0.36
@@ -40,24 +48,19 @@ def read_class_values(path: str | Path, what: str = "value") -> dict[str, float]
     Raises:
         ConfigError: a missing file or a line that cannot be read.
     """
-    import csv
+    from ptsed.io.tables import read_rows, read_text
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(read_text(path, f"{what} file"))
             return {str(k): float(v) for k, v in data.items()}
         except (ValueError, AttributeError, TypeError) as err:
             raise ConfigError(f"{what} file {str(path)!r} is not a JSON object of label: number ({err})") from err
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    delimiter = "\t" if any("\t" in ln for ln in lines) else ","
     out: dict[str, float] = {}
-    for i, row in enumerate(csv.reader(lines, delimiter=delimiter)):
+    for i, row in enumerate(read_rows(path, f"{what} file")):
         if len(row) < 2:
-            raise ConfigError(f"{what} file {str(path)!r}: line {i + 1} has no value: {lines[i]!r}")
+            raise ConfigError(f"{what} file {str(path)!r}: line {i + 1} has no value: {row!r}")
         label, value = row[0].strip(), row[-1].strip()
         try:
             out[label] = float(value)
@@ -65,6 +68,25 @@ def read_class_values(path: str | Path, what: str = "value") -> dict[str, float]
             if i == 0:
                 continue  # header
             raise ConfigError(f"{what} file {str(path)!r}: line {i + 1}: {value!r} is not a number") from None
+    return out
+
+
+def stored_postprocess(models: Sequence[Any]) -> dict[str, Any]:
+    """:class:`PostProcessor` fields stored in a fine-tuned checkpoint (``checkpoint_extra["postprocess"]``:
+    per-class ``thresholds`` and ``median_filter_s``, chosen on validation data by ``ptsed finetune``);
+    empty for released checkpoints and for ensembles (whose averaged scores no single choice fits).
+
+    Args:
+        models: the models of a run (anything with a ``checkpoint_extra`` mapping, e.g. ``SEDModel``).
+    """
+    if len(models) != 1:
+        return {}
+    stored = (getattr(models[0], "checkpoint_extra", None) or {}).get("postprocess") or {}
+    out: dict[str, Any] = {}
+    if stored.get("thresholds"):
+        out["threshold"] = {str(k): float(v) for k, v in stored["thresholds"].items()}
+    if stored.get("median_filter_s"):
+        out["median_filter_s"] = {str(k): float(v) for k, v in stored["median_filter_s"].items()}
     return out
 
 
@@ -111,7 +133,42 @@ class PostProcessor:
     exclude: Sequence[str] | None = None
     default_threshold: float = DEFAULT_THRESHOLD
     sort: str = "onset"
+    from_checkpoint: tuple[str, ...] = field(default=(), compare=False)
+    """The fields (``threshold``, ``median_filter_s``) taken from a checkpoint by :meth:`for_model`."""
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def for_model(
+        cls,
+        models: Any = (),
+        options: Mapping[str, Any] | None = None,
+        *,
+        profile: Profile | None = None,
+        upstream: bool = False,
+    ) -> PostProcessor:
+        """The post-processing of a run, decided in one place.
+
+        Precedence, highest first: ``options`` (explicit settings, e.g. ``--threshold``), ``profile``
+        (``--postprocess FILE``), the per-class thresholds and median filters stored in a fine-tuned
+        checkpoint (one model; :func:`stored_postprocess`), the defaults. Upstream mode reports events in
+        upstream's order (``sort="class"``) unless ``options`` name a ``sort``.
+
+        Args:
+            models: a model, a list of models (an ensemble stores nothing), or ``()`` (saved scores).
+            options: :class:`PostProcessor` fields.
+            profile: a :class:`~ptsed.postprocess.profile.Profile`.
+            upstream: the scores come from upstream chunking (``Predictor(upstream_chunking=True)``).
+
+        Returns:
+            A :class:`PostProcessor` whose ``from_checkpoint`` names the fields the checkpoint set.
+        """
+        given = dict(options or {})
+        if profile is not None:
+            given = profile.apply(given)
+        listed = list(models) if isinstance(models, (list, tuple)) else [models]
+        stored = stored_postprocess(listed)
+        fields = {"sort": "class" if upstream else "onset", **stored, **given}
+        return cls(**fields, from_checkpoint=tuple(sorted(set(stored) - set(given))))
 
     def __post_init__(self) -> None:
         if self.sort not in ("onset", "class"):
@@ -257,6 +314,17 @@ class PostProcessor:
         if self.sort == "onset":
             index = {lab: i for i, lab in enumerate(labels)}
             events.sort(key=lambda e: (e.onset, index[e.label], e.offset))
+        return events
+
+    def stream_events(self, streams: Sequence[FrameScores], filename: str | None = None) -> list[Event]:
+        """Events of all streams of one input (the mono mix, or every channel): with ``sort="onset"``,
+        several channels' events are merged in time order (onset, class, channel)."""
+        events: list[Event] = []
+        for fs in streams:
+            events.extend(self.events(fs, filename=filename))
+        if len(streams) > 1 and self.sort == "onset":
+            index = {lab: i for i, lab in enumerate(streams[0].labels)}
+            events.sort(key=lambda e: (e.onset, index[e.label], e.channel or 0))
         return events
 
     def __call__(self, frame_scores: FrameScores, filename: str | None = None) -> tuple[FrameScores, list[Event]]:

@@ -186,7 +186,7 @@ def load_profile(path: str | Path) -> Profile:
 
 def save_profile(profile: Profile | Mapping[str, Any], path: str | Path) -> Path:
     """Write a profile as JSON, atomically (a crash never leaves half a file). Returns the path."""
-    from ptsed.io.results import atomic_write_text
+    from ptsed.core.files import atomic_write_text
 
     data = profile.to_dict() if isinstance(profile, Profile) else dict(profile)
     path = Path(path)

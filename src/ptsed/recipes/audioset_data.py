@@ -206,11 +206,10 @@ def balanced_sample_weights(dataset: StrongClips, offset: float, cache: str | Pa
                 return np.asarray(z["weights"], dtype=np.float64)
     weights = temporal_count_weights(class_frame_counts(dataset), offset)
     if cache is not None:
-        cache = Path(cache)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, key=np.array(key), weights=weights)
-        tmp.replace(cache)
+        from ptsed.core.files import atomic_write
+
+        with atomic_write(Path(cache)) as tmp:
+            np.savez(tmp, key=np.array(key), weights=weights)
     return weights
 
 
