@@ -10,8 +10,8 @@ import soundfile as sf
 
 from conformance import LABELS
 from ptsed.core.errors import AudioError, ConfigError
+from ptsed.core.frames import events_to_frame_targets
 from ptsed.data import audioset as A
-from ptsed.data.targets import events_to_frame_targets
 from ptsed.evaluation.annotations import (
     audioset_clip_id,
     clip_id,

@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("sed_scores_eval")
 
 from ptsed.cli.main import main  # noqa: E402
+from ptsed.core.frames import events_to_frame_targets  # noqa: E402
 from ptsed.core.types import FrameScores  # noqa: E402
-from ptsed.data.targets import events_to_frame_targets  # noqa: E402
 from ptsed.evaluation.tuning import fit_postprocess  # noqa: E402
 from ptsed.postprocess.profile import Profile, load_profile  # noqa: E402
 from train_fixtures import LABELS, TinyDataset, register_tiny_arch, single_thread, tiny_model  # noqa: E402

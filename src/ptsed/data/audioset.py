@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ptsed.core.errors import AudioError, ConfigError
+from ptsed.core.frames import FRAME_HOP_S, events_to_frame_targets
 from ptsed.evaluation.annotations import (
     Events,
     audioset_clip_id,
@@ -157,14 +158,12 @@ def frame_targets(
     events: Iterable[tuple[float, float, str]],
     labels: Sequence[str] | Mapping[str, int],
     duration_s: float = CLIP_S,
-    hop_s: float = 0.04,
+    hop_s: float = FRAME_HOP_S,
 ) -> np.ndarray:
     """(K, T) many-hot targets of one clip on the 40 ms grid: T = 250 for 10 s (upstream's encoder).
 
     Events of classes not in ``labels`` are ignored (upstream encodes only the 447 training classes).
     """
-    from ptsed.data.targets import events_to_frame_targets
-
     num_frames = int(round(duration_s / hop_s))
     return events_to_frame_targets(events, labels, num_frames, hop_s)
 
@@ -352,7 +351,7 @@ class AudioSetStrong:
         classes: Sequence[str] | None = None,
         sample_rate: int = 16000,
         clip_s: float = CLIP_S,
-        hop_s: float = 0.04,
+        hop_s: float = FRAME_HOP_S,
     ) -> None:
         from ptsed.hub.labels import get_labels
 

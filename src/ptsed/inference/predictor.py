@@ -31,12 +31,12 @@ import numpy as np
 import torch
 
 from ptsed.core.errors import AudioError, CheckpointError, ConfigError
+from ptsed.core.frames import frame_times
 from ptsed.core.types import Event, FrameScores
 from ptsed.inference.types import Embeddings, FileResult
 from ptsed.inference.windows import STITCH_MODES, Stitcher, WindowCutter
 from ptsed.io.audio import DEFAULT_BLOCK_S, AudioSource, resample, stream_audio
 from ptsed.models.sed_model import SEDModel
-from ptsed.postprocess.decode import frame_times
 from ptsed.postprocess.pipeline import PostProcessor
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -26,9 +26,10 @@ from typing import Any
 
 import torch
 
+from ptsed.core.frames import FRAME_HOP_S
 from ptsed.heads.sed_head import HeadConfig, SEDHead
 from ptsed.models.meta import parameters_on_meta
-from ptsed.models.sed_model import FRAME_HOP_S, SEDModel
+from ptsed.models.sed_model import SEDModel
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def _body_pass(frontend: Any, backbone: Any, input_s: float, device: str) -> dic
 
 
 def _cache_key(arch: Any, input_s: float) -> str:
-    import ptsed
+    from ptsed._version import __version__
 
     stamp = ""
     spec = importlib.util.find_spec(arch.builder.split(":")[0])
@@ -129,9 +130,7 @@ def _cache_key(arch: Any, input_s: float) -> str:
         st = os.stat(spec.origin)
         stamp = f"{st.st_size}:{st.st_mtime_ns}"
     kwargs = json.dumps(arch.builder_kwargs, sort_keys=True, default=str)
-    return (
-        f"{arch.name}|{arch.builder}|{kwargs}|{input_s:g}s|ptsed {ptsed.__version__}|torch {torch.__version__}|{stamp}"
-    )
+    return f"{arch.name}|{arch.builder}|{kwargs}|{input_s:g}s|ptsed {__version__}|torch {torch.__version__}|{stamp}"
 
 
 def _cache_file() -> Path:
