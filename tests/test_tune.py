@@ -222,9 +222,10 @@ def test_the_fitted_objective_is_what_detect_then_scores(tmp_path: Path):
     the event F1 that tune reports (on the same clips)."""
     from sed_scores_eval import collar_based
 
-    from ptsed.evaluation.annotations import read_detections, read_ground_truth
+    from ptsed.data.audioset import read_ground_truth
     from ptsed.evaluation.scores import events_to_scores
     from ptsed.evaluation.tuning import COLLAR
+    from ptsed.io.annotations import read_detections
     from ptsed.models.factory import create_model
 
     only = [a for c in ("speech", "music", "beep", "bird", "gunshot") for a in ("--only", c)]

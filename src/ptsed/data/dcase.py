@@ -20,7 +20,7 @@ from ptsed.core.errors import AudioError, ConfigError
 from ptsed.core.frames import FRAME_HOP_S
 from ptsed.data.tables import read_tsv
 from ptsed.data.windows import AudioRecord, WindowedDataset, clip_events
-from ptsed.evaluation.annotations import clip_id, read_dcase_events, read_durations
+from ptsed.io.annotations import clip_id, read_dcase_events, read_durations
 from ptsed.io.audio import audio_info, list_audio_files, load_audio
 
 Events = list[tuple[float, float, str]]

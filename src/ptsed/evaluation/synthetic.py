@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ptsed.core.frames import FRAME_HOP_S, frame_times
-from ptsed.evaluation.annotations import Events, merge_overlapping_events
+from ptsed.io.annotations import Events, merge_overlapping_events
 
 
 def make_synthetic_set(

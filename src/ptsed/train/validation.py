@@ -57,7 +57,7 @@ def reference_from_dataset(dataset: Any) -> Reference:
     ``durations`` (``{filename: seconds}``) attributes. Only strongly labelled files are kept; overlapping
     events of one class are merged (sed_scores_eval refuses them).
     """
-    from ptsed.evaluation.annotations import merge_overlapping_events
+    from ptsed.io.annotations import merge_overlapping_events
 
     base = getattr(dataset, "dataset", dataset)
     if hasattr(base, "ground_truth") and hasattr(base, "durations"):
