@@ -8,9 +8,11 @@ Cache layout (root: ``$PTSED_HOME``, else ``$XDG_CACHE_HOME/ptsed``, else ``~/.c
 
 Verification:
 
-- on download: the byte count must equal ``Content-Length``; a known hash (``PretrainedSpec.sha256``)
-  must match; the key/shape layout must match the model (:mod:`ptsed.hub.layout`). Only then is the
-  file moved into place and its record written.
+- on download: the byte count must equal ``Content-Length``; a pinned hash (``PretrainedSpec.sha256``)
+  must match; the key/shape layout must match the model
+  (the ``check_layout`` function the caller passes in: :func:`ptsed.models.layout.verify_file`). Only then
+  is the file moved into place and its record written (its sha256: where the zoo pins none, the first
+  download is the reference).
 - on use: a file whose size and mtime equal its record is trusted without reading it; otherwise (and
   with ``verify=True``, ``ptsed download --verify``) it is re-hashed and its layout re-checked. A file
   whose hash differs from its record, or whose layout is wrong, is deleted and downloaded again.
@@ -28,17 +30,26 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ptsed.core.errors import CheckpointError, ConfigError, PtsedError
+from ptsed.core.errors import CheckpointError, PtsedError
 from ptsed.hub import labels as vocab_mod
 from ptsed.hub.cache import checkpoints_dir, labels_dir
 from ptsed.hub.download import DownloadError, download_bytes, download_file, sha256_file
-from ptsed.hub.layout import verify_file
-from ptsed.models.zoo import PRETRAINED, UPSTREAM_COMMIT, UPSTREAM_REPO, PretrainedSpec, get_pretrained_spec
+
+# The hub knows nothing about the zoo: a checkpoint entry is any object with these attributes (the zoo's
+# ``PretrainedSpec``), and the layout check is passed in by the model layer (``ptsed.models.layout``).
+PretrainedSpec = Any
+"""A zoo entry: ``name``, ``filename``, ``url``, ``sha256`` and ``vocabulary`` are read."""
+LayoutCheck = Callable[..., Any]
+"""``check_layout(spec, path, source=None) -> head config``: raises ``CheckpointError`` on a wrong layout."""
+
+UPSTREAM_REPO = "fschmid56/PretrainedSED"
+UPSTREAM_COMMIT = "1aa47e482f7e89904cba2338999345025d8b4e36"
+"""The upstream commit that label vocabularies are read at."""
 
 CHECKPOINT_BASE_ENV = "PTSED_CHECKPOINT_BASE_URL"
 LABELS_BASE_ENV = "PTSED_LABELS_BASE_URL"
@@ -110,12 +121,12 @@ def _remove(path: Path) -> None:
     record_path(path).unlink(missing_ok=True)
 
 
-def check_cached(spec: PretrainedSpec, *, full: bool = False) -> str | None:
+def check_cached(spec: PretrainedSpec, *, check_layout: LayoutCheck, full: bool = False) -> str | None:
     """Check ``spec``'s cached file; ``None`` when it is good, else one sentence saying what is wrong.
 
     Without ``full``, a file whose size and mtime match its record is trusted without reading it.
-    Otherwise the file is re-hashed (compared with its record and ``spec.sha256``) and its layout
-    re-checked; a good file gets a fresh record. The caller decides what to do with a bad file.
+    Otherwise the file is re-hashed (compared with its record and ``spec.sha256``) and its layout re-checked with
+    ``check_layout``; a good file gets a fresh record. The caller decides what to do with a bad file.
     """
     path = checkpoint_path(spec)
     rec = read_record(path)
@@ -134,7 +145,7 @@ def check_cached(spec: PretrainedSpec, *, full: bool = False) -> str | None:
     if known and digest != known:
         return f"cached file {str(path)!r} has sha256 {digest}, expected {known}"
     try:
-        head = verify_file(spec, path)
+        head = check_layout(spec, path)
     except CheckpointError as err:
         return str(err)
     write_record(path, digest, url=rec.get("url") if rec else None, head=head)
@@ -150,7 +161,9 @@ def _missing_message(spec: PretrainedSpec, url: str, reason: str) -> str:
     )
 
 
-def fetch_checkpoint(spec: PretrainedSpec, progress: bool = True, *, verify: bool = False) -> Path:
+def fetch_checkpoint(
+    spec: PretrainedSpec, progress: bool = True, *, check_layout: LayoutCheck, verify: bool = False
+) -> Path:
     """Path of ``spec``'s released file in the cache, downloaded and verified if needed.
 
     The label vocabulary of the checkpoint's heads is fetched with it (see :func:`fetch_labels`).
@@ -158,19 +171,17 @@ def fetch_checkpoint(spec: PretrainedSpec, progress: bool = True, *, verify: boo
     Args:
         spec: zoo entry (``get_pretrained_spec("beats")``).
         progress: progress bar on stderr (shown only on a terminal).
+        check_layout: ``check_layout(spec, path, source=...)`` checks the file's key/shape layout
+            (:func:`ptsed.models.layout.verify_file`; ``ptsed.models.layout.fetch_checkpoint`` passes it).
         verify: re-hash and re-check a cached file even when its record matches.
 
     Raises:
         CheckpointError: the file is missing and cannot be downloaded (one sentence that says how to
             supply it), or what arrived fails verification (it is deleted).
     """
-    if not spec.implemented:
-        raise ConfigError(
-            f"model {spec.name!r} is listed in the zoo but not implemented yet, so its file cannot be verified"
-        )
     path = checkpoint_path(spec)
     if path.is_file():
-        problem = check_cached(spec, full=verify)
+        problem = check_cached(spec, check_layout=check_layout, full=verify)
         if problem is None:
             ensure_labels(spec)
             return path
@@ -180,7 +191,7 @@ def fetch_checkpoint(spec: PretrainedSpec, progress: bool = True, *, verify: boo
     heads: list[Any] = []
 
     def check(tmp: Path) -> None:
-        heads.append(verify_file(spec, tmp, source=url))
+        heads.append(check_layout(spec, tmp, source=url))
 
     try:
         got = download_file(url, path, progress=progress, sha256=spec.sha256, check=check, desc=spec.filename)
@@ -250,26 +261,15 @@ class FetchResult:
         return self.error is None
 
 
-def resolve_names(names: Iterable[str]) -> list[PretrainedSpec]:
-    """Zoo entries for ``names``; ``"all"`` means every checkpoint of an implemented architecture.
-
-    Raises:
-        ConfigError: an unknown name.
-    """
-    specs: list[PretrainedSpec] = []
-    for name in names:
-        found = [s for s in PRETRAINED.values() if s.implemented] if name == "all" else [get_pretrained_spec(name)]
-        specs.extend(s for s in found if s not in specs)
-    return specs
-
-
-def fetch_many(specs: Sequence[PretrainedSpec], *, verify: bool = False, progress: bool = True) -> list[FetchResult]:
+def fetch_many(
+    specs: Sequence[PretrainedSpec], *, check_layout: LayoutCheck, verify: bool = False, progress: bool = True
+) -> list[FetchResult]:
     """Fetch (and with ``verify`` fully re-check) every checkpoint, going on past failures."""
     results = []
     for spec in specs:
         res = FetchResult(spec.name)
         try:
-            res.path = fetch_checkpoint(spec, progress=progress, verify=verify)
+            res.path = fetch_checkpoint(spec, progress=progress, check_layout=check_layout, verify=verify)
             res.labels = ensure_labels(spec)
         except PtsedError as err:
             res.error = str(err)

@@ -214,7 +214,7 @@ def profile_model(name: str, input_s: float = 10.0, *, head: HeadConfig | None =
 
 
 def zoo_table(profile: bool = True) -> list[dict[str, Any]]:
-    """One dict per pretrained checkpoint: name, arch, tag, title, stage, classes, implemented, cached,
+    """One dict per pretrained checkpoint: name, arch, tag, title, stage, classes, cached,
     params, macs_per_10s (``None`` when not measured), license, url, filename."""
     from ptsed.hub.fetch import checkpoint_path, is_cached
     from ptsed.models.zoo import PRETRAINED
@@ -228,7 +228,6 @@ def zoo_table(profile: bool = True) -> list[dict[str, Any]]:
             "title": spec.arch.title,
             "stage": spec.stage,
             "classes": spec.head.n_strong,
-            "implemented": spec.implemented,
             "cached": is_cached(spec),
             "params": None,
             "macs_per_10s": None,
@@ -237,7 +236,7 @@ def zoo_table(profile: bool = True) -> list[dict[str, Any]]:
             "filename": spec.filename,
             "path": str(checkpoint_path(spec)),
         }
-        if profile and spec.implemented:
+        if profile:
             try:
                 p = profile_model(spec.name, 10.0)
             except Exception as err:  # a model under construction must not break the listing
@@ -270,7 +269,6 @@ def demo_row(profile: bool = True, input_s: float = 10.0) -> dict[str, Any] | No
         "title": f"{model.arch} trained offline on synthetic soundscapes of {len(model.labels or [])} classes",
         "stage": "demo",
         "classes": len(model.labels or []),
-        "implemented": True,
         "cached": True,  # ships inside the package
         "params": None,
         "macs_per_10s": None,

@@ -12,16 +12,15 @@ returns ``(frontend, backbone)``, and the key renaming between upstream's releas
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ptsed.core.errors import ConfigError
-from ptsed.heads.sed_head import HeadConfig
+from ptsed.heads.config import HeadConfig
+from ptsed.hub.fetch import UPSTREAM_COMMIT, UPSTREAM_REPO  # noqa: F401  (where labels are read)
 
 RELEASE_URL = "https://github.com/fschmid56/PretrainedSED/releases/download/v0.0.1/"
-UPSTREAM_REPO = "fschmid56/PretrainedSED"
-UPSTREAM_COMMIT = "1aa47e482f7e89904cba2338999345025d8b4e36"
 PAPER = "Schmid et al., Effective Pre-Training of Audio Transformers for Sound Event Detection, ICASSP 2025"
 
 STRONG_VOCAB = "audioset_strong_447"
@@ -69,16 +68,14 @@ class ArchSpec:
     convert_hook: str | None = None
     markers: tuple[str, ...] = ()
 
+    implemented: ClassVar[bool] = True
+    """Every listed family is implemented (kept: the parity and conformance tests filter on it)."""
+
     def build_parts(self, **overrides: Any) -> tuple[Any, Any]:
         """Import the builder and return (frontend, backbone)."""
         module, func = self.builder.split(":")
         fn: Callable[..., tuple[Any, Any]] = getattr(importlib.import_module(module), func)
         return fn(**{**self.builder_kwargs, **overrides})
-
-    @property
-    def implemented(self) -> bool:
-        module = self.builder.split(":")[0]
-        return importlib.util.find_spec(module) is not None
 
 
 @dataclass(frozen=True)
@@ -94,8 +91,10 @@ class PretrainedSpec:
         filename: file name in the cache.
         head: the head the released file carries (n_strong 0: no heads).
         vocabulary: label vocabulary of the heads (``None`` without heads).
-        sha256: known hash of the file, if any (upstream publishes none).
         license: licence of the checkpoint.
+        sha256: the file's pinned hash, checked on download and on use. Upstream publishes none and the
+            files cannot be hashed offline, so none is pinned yet: the first download's record is the
+            reference (docs/checkpoints.md).
     """
 
     name: str
@@ -106,12 +105,8 @@ class PretrainedSpec:
     filename: str
     head: HeadConfig
     vocabulary: str | None
-    sha256: str | None = None
     license: str = "MIT"
-
-    @property
-    def implemented(self) -> bool:
-        return self.arch.implemented
+    sha256: str | None = None
 
 
 _TRANSFORMER_TAGS = ("ssl", "as_weak", "as_strong")
@@ -265,16 +260,9 @@ def list_models() -> list[str]:
     return list(ARCHS)
 
 
-def list_pretrained(implemented_only: bool = False) -> list[str]:
-    """Names of all pretrained checkpoints (``arch.tag``) plus the reserved aliases."""
-    names = [n for n, s in PRETRAINED.items() if s.implemented or not implemented_only]
-    return names + [a for a in RESERVED_ALIASES if _demo_available() or not implemented_only]
-
-
-def _demo_available() -> bool:
-    from importlib.util import find_spec
-
-    return find_spec("ptsed.models.demo") is not None
+def list_pretrained() -> list[str]:
+    """Names of all pretrained checkpoints (``arch.tag``) plus the reserved aliases (``demo``)."""
+    return [*PRETRAINED, *RESERVED_ALIASES]
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -313,3 +301,16 @@ def get_pretrained_spec(name: str) -> PretrainedSpec:
         tags = ", ".join(ARCHS[arch].tags)
         raise ConfigError(f"model {arch!r} has no checkpoint tagged {tag!r}; its tags are: {tags}")
     return PRETRAINED[key]
+
+
+def resolve_names(names: Iterable[str]) -> list[PretrainedSpec]:
+    """Zoo entries for ``names``; ``"all"`` means every checkpoint.
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    specs: list[PretrainedSpec] = []
+    for name in names:
+        found = list(PRETRAINED.values()) if name == "all" else [get_pretrained_spec(name)]
+        specs.extend(s for s in found if s not in specs)
+    return specs

@@ -765,7 +765,7 @@ def train(
     if module.last_result is not None:
         module.last_result.save(output / "eval", plot=False)
     if not evaluate_only:
-        from ptsed.recipes.export import export_model
+        from ptsed.release.export import export_model
 
         trained = module.model.cpu().eval()
         info = {
