@@ -13,7 +13,7 @@ import pytest
 import ptsed
 from ptsed.cli.detect import describe_models
 from ptsed.cli.main import main
-from ptsed.models import profile
+from ptsed.models import table
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "soundscape.wav"
 
@@ -32,7 +32,7 @@ def test_models_lists_demo_as_list_pretrained_does(capsys: pytest.CaptureFixture
 
 
 def test_demo_row_is_measured_on_the_shipped_checkpoint() -> None:
-    row = profile.demo_row(profile=True)
+    row = table.demo_row(profile=True)
     assert row is not None
     model = ptsed.create_model("demo")
     assert row["params"] == sum(p.numel() for p in model.parameters())
@@ -47,7 +47,7 @@ def test_demo_row_is_left_out_when_the_checkpoint_is_missing(monkeypatch: pytest
         raise CheckpointError("missing")
 
     monkeypatch.setattr(demo, "demo_checkpoint_path", missing)
-    assert profile.demo_row() is None
+    assert table.demo_row() is None
 
 
 def test_detect_summary_names_the_model_and_its_classes(capsys: pytest.CaptureFixture[str]) -> None:

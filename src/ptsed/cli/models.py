@@ -28,7 +28,7 @@ def _si(n: int | None) -> str:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The rows of :func:`ptsed.models.profile.zoo_table` as an aligned text table."""
+    """The rows of :func:`ptsed.models.table.zoo_table` as an aligned text table."""
     header = ["name", "params", "MACs/10s", "stage", "cached", "licence"]
     body = [
         [
@@ -56,7 +56,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ptsed.models.profile import zoo_table
+    from ptsed.models.table import zoo_table
 
     rows = zoo_table(profile=not args.no_profile)
     if args.json:

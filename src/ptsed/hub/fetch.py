@@ -37,8 +37,15 @@ from typing import Any
 
 from ptsed.core.errors import CheckpointError, PtsedError
 from ptsed.hub import labels as vocab_mod
-from ptsed.hub.cache import checkpoints_dir, labels_dir
-from ptsed.hub.download import DownloadError, download_bytes, download_file, sha256_file
+from ptsed.hub.cache import checkpoints_dir
+from ptsed.hub.download import DownloadError, download_file, sha256_file
+from ptsed.hub.labels import (  # noqa: F401  (label downloads live in hub.labels; names kept here)
+    LABELS_BASE_ENV,
+    UPSTREAM_COMMIT,
+    UPSTREAM_REPO,
+    fetch_labels,
+    labels_url,
+)
 
 # The hub knows nothing about the zoo: a checkpoint entry is any object with these attributes (the zoo's
 # ``PretrainedSpec``), and the layout check is passed in by the model layer (``ptsed.models.layout``).
@@ -47,12 +54,8 @@ PretrainedSpec = Any
 LayoutCheck = Callable[..., Any]
 """``check_layout(spec, path, source=None) -> head config``: raises ``CheckpointError`` on a wrong layout."""
 
-UPSTREAM_REPO = "fschmid56/PretrainedSED"
-UPSTREAM_COMMIT = "1aa47e482f7e89904cba2338999345025d8b4e36"
-"""The upstream commit that label vocabularies are read at."""
 
 CHECKPOINT_BASE_ENV = "PTSED_CHECKPOINT_BASE_URL"
-LABELS_BASE_ENV = "PTSED_LABELS_BASE_URL"
 RECORD_SUFFIX = ".json"
 
 
@@ -61,12 +64,6 @@ def checkpoint_url(spec: PretrainedSpec) -> str:
     """Download address of ``spec``'s file (``$PTSED_CHECKPOINT_BASE_URL`` + file name when set)."""
     base = os.environ.get(CHECKPOINT_BASE_ENV)
     return f"{base.rstrip('/')}/{spec.filename}" if base else spec.url
-
-
-def labels_url(upstream_path: str) -> str:
-    """Address of an upstream file at the pinned commit (``$PTSED_LABELS_BASE_URL`` + path when set)."""
-    base = os.environ.get(LABELS_BASE_ENV) or f"https://raw.githubusercontent.com/{UPSTREAM_REPO}/{UPSTREAM_COMMIT}"
-    return f"{base.rstrip('/')}/{upstream_path}"
 
 
 def checkpoint_path(spec: PretrainedSpec) -> Path:
@@ -207,37 +204,6 @@ def fetch_checkpoint(
 
 
 # -- label vocabularies -----------------------------------------------------------------------------------
-def fetch_labels(vocab: str) -> Path:
-    """Path of the TSV (``index, mid, display_name``) of ``vocab`` in the cache, built if needed.
-
-    The TSV is built from upstream's files at the pinned commit (:data:`ptsed.hub.labels.UPSTREAM_SOURCES`).
-
-    Raises:
-        CheckpointError: the files cannot be downloaded (one sentence that says how to supply the
-            vocabulary) or do not give the expected classes.
-    """
-    if vocab not in vocab_mod.VOCAB_FILES:
-        raise KeyError(f"unknown label vocabulary {vocab!r}; known: {', '.join(vocab_mod.VOCAB_FILES)}")
-    dest = labels_dir() / vocab_mod.VOCAB_FILES[vocab]
-    if dest.is_file():
-        return dest
-    sources: dict[str, str] = {}
-    for upstream_path in vocab_mod.UPSTREAM_SOURCES[vocab]:
-        url = labels_url(upstream_path)
-        try:
-            sources[upstream_path] = download_bytes(url).decode("utf-8")
-        except DownloadError as err:
-            raise CheckpointError(
-                f"label vocabulary {vocab} is not in the cache and could not be downloaded from {url} "
-                f"({err.reason}); set PTSED_LABELS_DIR to a folder holding {vocab_mod.VOCAB_FILES[vocab]} "
-                f"or place that file at {dest}"
-            ) from err
-        except UnicodeDecodeError as err:
-            raise CheckpointError(f"{url} is not UTF-8 text ({err})") from err
-    rows = vocab_mod.build_vocab_rows(vocab, sources)
-    return vocab_mod.write_vocab_tsv(dest, rows)
-
-
 def ensure_labels(spec: PretrainedSpec) -> Path | None:
     """The label file of ``spec``'s heads (``$PTSED_LABELS_DIR``, cache, else downloaded); ``None`` without heads."""
     if spec.vocabulary is None:

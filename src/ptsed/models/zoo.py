@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from ptsed.core.errors import ConfigError
 from ptsed.heads.config import HeadConfig
-from ptsed.hub.fetch import UPSTREAM_COMMIT, UPSTREAM_REPO  # noqa: F401  (where labels are read)
+from ptsed.hub.labels import UPSTREAM_COMMIT, UPSTREAM_REPO  # noqa: F401  (where labels are read)
 
 RELEASE_URL = "https://github.com/fschmid56/PretrainedSED/releases/download/v0.0.1/"
 PAPER = "Schmid et al., Effective Pre-Training of Audio Transformers for Sound Event Detection, ICASSP 2025"
