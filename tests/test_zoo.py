@@ -65,3 +65,11 @@ def test_every_listed_name_builds_or_resolves() -> None:
             assert create_model(name).num_classes > 0
         else:
             assert get_pretrained_spec(name).name == name
+
+
+def test_front_end_description_is_the_front_ends_own() -> None:
+    """The zoo's front-end text is not typed in: it is the front-end's class and ``extra_repr``."""
+    arch = ARCHS["frame_mn06"]
+    frontend, _ = arch.build_parts()
+    assert arch.frontend == f"{type(frontend).__name__}({frontend.extra_repr()})"
+    assert "n_mels=128" in arch.frontend and "preemphasis=0.97" in arch.frontend
