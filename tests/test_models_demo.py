@@ -64,3 +64,32 @@ def test_describe_models_of_ensembles_checkpoints_and_replays() -> None:
     args = argparse.Namespace(models=[["beats", None], [None, "runs/a/model.pt"]])
     assert describe_models(args, two).startswith("models beats, x: 447 classes")
     assert describe_models(argparse.Namespace(models=None), SimpleNamespace(labels=[])) == ""  # saved scores
+
+
+def test_models_without_profile_loads_no_torch() -> None:
+    """``ptsed models --no-profile`` reads the zoo table and the demo's card: no torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from ptsed.cli.main import main; rc = main(['models', '--no-profile', '--json']); "
+        "assert rc == 0 and 'torch' not in sys.modules"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert json.loads(out)[-1]["classes"] == len(ptsed.create_model("demo").labels)
+
+
+def test_a_stale_demo_card_is_not_trusted(tmp_path: Path) -> None:
+    """The card describes one file: another checkpoint beside it (a retrained demo) is read the slow way."""
+    from ptsed.models import demo
+
+    ckpt = tmp_path / demo.DEMO_FILENAME
+    ckpt.write_bytes(b"first")
+    demo.write_demo_card(ckpt, "frame_mn06", ["a", "b"])
+    assert demo.demo_card(ckpt) == {
+        "arch": "frame_mn06",
+        "labels": ["a", "b"],
+        "sha256": demo.demo_card(ckpt)["sha256"],
+    }
+    ckpt.write_bytes(b"retrained")
+    assert demo.demo_card(ckpt) is None

@@ -39,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
     from ptsed.core.errors import ConfigError
     from ptsed.hub.cache import cache_dir
     from ptsed.hub.fetch import is_cached
-    from ptsed.models.layout import fetch_many
     from ptsed.models.zoo import PRETRAINED, resolve_names
 
     if args.names:
@@ -52,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise ConfigError("name at least one checkpoint (e.g. `ptsed download beats`) or 'all'; see `ptsed models`")
     print(f"cache: {cache_dir()}")
+    from ptsed.models.layout import fetch_many  # torch: only to check the files' layouts
+
     results = fetch_many(specs, verify=args.verify, progress=not args.quiet)
     for res in results:
         if res.ok:

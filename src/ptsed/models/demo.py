@@ -25,6 +25,36 @@ DEMO_FILENAME = "demo_frame_mn06_synthetic10.pt"
 DEMO_NAME = "demo-frame_mn06-synthetic-10class"
 
 
+DEMO_CARD = "demo.json"
+"""What ``ptsed models`` lists about the demo without loading it: ``arch``, ``labels`` and the ``sha256`` of the
+checkpoint it describes (written by :func:`ptsed.release.demo.export_demo`)."""
+
+
+def demo_card(checkpoint: Path) -> dict | None:
+    """The demo card beside ``checkpoint`` when it describes that very file (same sha256), else ``None``."""
+    import hashlib
+    import json
+
+    try:
+        card = json.loads((checkpoint.parent / DEMO_CARD).read_text(encoding="utf-8"))
+        digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(card, dict) and card.get("sha256") == digest and isinstance(card.get("labels"), list)
+    return card if ok and isinstance(card.get("arch"), str) else None
+
+
+def write_demo_card(checkpoint: Path, arch: str, labels: list[str]) -> Path:
+    """Write the card of ``checkpoint`` (see :data:`DEMO_CARD`) beside it."""
+    import hashlib
+    import json
+
+    card = {"arch": arch, "labels": list(labels), "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()}
+    path = checkpoint.parent / DEMO_CARD
+    path.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
 def demo_dir() -> Path:
     """``ptsed/assets/demo`` inside the installed package."""
     return Path(__file__).resolve().parent.parent / "assets" / "demo"

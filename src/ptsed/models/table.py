@@ -1,10 +1,12 @@
-"""The zoo as a table (``ptsed models``): one row per checkpoint, with its cache state and measured cost."""
+"""The zoo as a table (``ptsed models``): one row per checkpoint, with its cache state and measured cost.
+
+Without profiling no torch is imported: the zoo table is torch-free and the shipped demo is described by its
+card (:func:`ptsed.models.demo.demo_card`).
+"""
 
 from __future__ import annotations
 
 from typing import Any
-
-from ptsed.models import profile as prof
 
 
 def zoo_table(profile: bool = True) -> list[dict[str, Any]]:
@@ -12,6 +14,9 @@ def zoo_table(profile: bool = True) -> list[dict[str, Any]]:
     params, macs_per_10s (``None`` when not measured), license, url, filename."""
     from ptsed.hub.fetch import checkpoint_path, is_cached
     from ptsed.models.zoo import PRETRAINED
+
+    if profile:
+        from ptsed.models import profile as prof
 
     rows = []
     for spec in PRETRAINED.values():
@@ -48,21 +53,25 @@ def demo_row(profile: bool = True, input_s: float = 10.0) -> dict[str, Any] | No
     """The :func:`zoo_table` row of the shipped ``demo`` model, measured on its checkpoint (``None`` when this
     installation lacks it)."""
     from ptsed.core.errors import CheckpointError
-    from ptsed.models.demo import demo_checkpoint_path
-    from ptsed.models.factory import create_model
+    from ptsed.models.demo import demo_card, demo_checkpoint_path
 
     try:
         path = demo_checkpoint_path()
     except CheckpointError:
         return None
-    model = create_model("demo")
+    card = None if profile else demo_card(path)
+    if card is None:  # no card for this file (or a measurement is asked for): load the model
+        from ptsed.models.factory import create_model
+
+        model = create_model("demo")
+        card = {"arch": model.arch, "labels": list(model.labels or [])}
     row: dict[str, Any] = {
         "name": "demo",
-        "arch": model.arch,
+        "arch": card["arch"],
         "tag": "",
-        "title": f"{model.arch} trained offline on synthetic soundscapes of {len(model.labels or [])} classes",
+        "title": f"{card['arch']} trained offline on synthetic soundscapes of {len(card['labels'])} classes",
         "stage": "demo",
-        "classes": len(model.labels or []),
+        "classes": len(card["labels"]),
         "cached": True,  # ships inside the package
         "params": None,
         "macs_per_10s": None,
@@ -73,6 +82,8 @@ def demo_row(profile: bool = True, input_s: float = 10.0) -> dict[str, Any] | No
     }
     if profile:
         import torch
+
+        from ptsed.models import profile as prof
 
         wave = torch.zeros(1, round(input_s * model.sample_rate))
         row["params"], row["macs_per_10s"] = prof.count_parameters(model), prof.count_macs(model, wave)

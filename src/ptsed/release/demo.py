@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ptsed.models.demo import DEMO_FILENAME, DEMO_NAME
+from ptsed.models.demo import DEMO_FILENAME, DEMO_NAME, write_demo_card
 
 
 def export_demo(
@@ -94,6 +94,7 @@ def export_demo(
         shipped = torch.sigmoid(create_model("demo", checkpoint_path=path)(waves).strong_logits)
     diff = float((shipped - ref).abs().max())
     print(f"fp16 weights change frame probabilities by at most {diff:.2e} on {len(val_audio)} validation clips")
+    write_demo_card(path, model.arch, list(model.labels or []))
     shutil.copyfile(data_dir / "ATTRIBUTION.tsv", out_dir / "ATTRIBUTION.tsv")
     rows = [r for _, r in read_tsv(data_dir / "ATTRIBUTION.tsv", ("package", "license", "side"))]
     _write_readme(out_dir / "README.md", model.labels, rows, evaluation, train_seconds, path, command)
