@@ -65,7 +65,7 @@ ptsed evaluate --detections "$OUT/detect" --ground-truth "$OUT/data/val/labels.t
     --durations "$OUT/data/val/durations.tsv" --metrics collar_f1 --no-plot --output "$OUT/eval_tuned"
 
 echo "== (d) demo export -> $OUT/demo"
-python -m ptsed.models.demo export "$OUT/train/model.pt" "$OUT/data" "$OUT/demo" \
+python -m ptsed.release.demo export "$OUT/train/model.pt" "$OUT/data" "$OUT/demo" \
     --train-seconds $((trained - start)) --eval "$OUT/eval/summary.json" --eval-tuned "$OUT/eval_tuned/summary.json" \
     --eval-untrained "$OUT/eval_untrained/summary.json"
 if [[ "$INSTALL" == "1" ]]; then

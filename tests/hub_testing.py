@@ -172,7 +172,6 @@ TINY = zoo.ArchSpec(
     builder="hub_testing:build_tiny",
     key_prefixes=(("model.mel.", "frontend."), ("model.tiny.", "backbone.")),
     markers=("model.tiny.",),
-    frontend="test",
     reference="test",
     backbone_license="MIT",
 )

@@ -120,7 +120,7 @@ def tiny_weak_checkpoint(path: Path, seed: int = 0) -> Path:
     import torch
 
     from ptsed.models.factory import create_model
-    from ptsed.recipes.export import export_model
+    from ptsed.release.export import export_model
 
     torch.manual_seed(seed)
     model = create_model(f"{TINY_ARCH}.as_weak", pretrained=False, **TINY_BUILDER)

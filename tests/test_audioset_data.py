@@ -10,9 +10,9 @@ import soundfile as sf
 
 from conformance import LABELS
 from ptsed.core.errors import AudioError, ConfigError
+from ptsed.core.frames import events_to_frame_targets
 from ptsed.data import audioset as A
-from ptsed.data.targets import events_to_frame_targets
-from ptsed.evaluation.annotations import (
+from ptsed.io.annotations import (
     audioset_clip_id,
     clip_id,
     match_clip_ids,

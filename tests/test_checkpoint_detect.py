@@ -23,8 +23,8 @@ from hub_testing import TINY, register_tiny, tiny_released_state
 from ptsed.cli.main import main
 from ptsed.core.errors import CheckpointError, ConfigError
 from ptsed.hub.checkpoint import UnsafePickleError, load_file
-from ptsed.hub.layout import identify
 from ptsed.models.factory import save_checkpoint
+from ptsed.models.layout import identify
 from ptsed.models.zoo import ARCHS
 from test_layouts import released_layout
 

@@ -141,10 +141,10 @@ def test_model_on_hdf5_audio_with_a_model_object(tmp_path) -> None:
     """The library path: a model object, PaSST-style HDF5 audio, no protocol (whole files, Predictor windows)."""
     import torch
 
-    from ptsed.data.audioset import AudioSetHDF5
-    from ptsed.evaluation.annotations import read_durations, read_ground_truth
+    from ptsed.data.audioset import AudioSetHDF5, read_ground_truth
     from ptsed.evaluation.protocol import evaluate
     from ptsed.evaluation.sources import ModelScores
+    from ptsed.io.annotations import read_durations
     from ptsed.models.factory import create_model
     from ptsed.models.zoo import ARCHS
 

@@ -111,7 +111,7 @@ def test_median_filter_applies_to_saved_scores(data, tmp_path) -> None:  # noqa:
 
     paths = write_synthetic_set(tmp_path / "syn", n_clips=12, n_classes=3, seed=4)
     src = ScoreFiles(paths["scores"])
-    from ptsed.evaluation.annotations import read_dcase_events, read_durations
+    from ptsed.io.annotations import read_dcase_events, read_durations
 
     gt2, _ = read_dcase_events(paths["ground_truth"])
     dur2 = read_durations(paths["durations"])
@@ -133,7 +133,7 @@ def test_median_filter_applies_to_saved_scores(data, tmp_path) -> None:  # noqa:
 
 def test_detections_equal_scores_at_the_threshold(tmp_path) -> None:
     paths = write_synthetic_set(tmp_path / "syn", n_clips=10, n_classes=3, seed=5)
-    from ptsed.evaluation.annotations import read_dcase_events, read_durations
+    from ptsed.io.annotations import read_dcase_events, read_durations
 
     gt, _ = read_dcase_events(paths["ground_truth"])
     dur = {c: 10.0 for c in read_durations(paths["durations"])}

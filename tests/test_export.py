@@ -13,8 +13,9 @@ from ptsed.heads.sed_head import HeadConfig
 from ptsed.models.factory import create_model
 from ptsed.models.profile import build_skeleton
 from ptsed.models.zoo import ARCHS
-from ptsed.recipes.export import export_model, load_trained
-from ptsed.recipes.export import released_state_dict as export_state
+from ptsed.recipes.export import load_trained
+from ptsed.release.export import export_model
+from ptsed.release.export import released_state_dict as export_state
 
 IMPLEMENTED = [a for a, spec in ARCHS.items() if spec.implemented]
 TINY = {

@@ -18,7 +18,8 @@ from ptsed.core.errors import CheckpointError
 from ptsed.hub import download as dl
 from ptsed.hub import fetch
 from ptsed.hub.cache import checkpoints_dir
-from ptsed.models.zoo import get_pretrained_spec
+from ptsed.models import layout
+from ptsed.models.zoo import get_pretrained_spec, resolve_names
 
 pytestmark = pytest.mark.network
 
@@ -46,7 +47,7 @@ def _serve_good(server: Server, tmp_path: Path, tag: str = "as_strong", **kw: ob
 def test_good_file_is_cached_recorded_and_loaded(server: Server, tmp_path: Path) -> None:
     body = _serve_good(server, tmp_path)
     spec = get_pretrained_spec("tiny")
-    path = fetch.fetch_checkpoint(spec, progress=False)
+    path = layout.fetch_checkpoint(spec, progress=False)
     assert path == checkpoints_dir() / "Tiny_as_strong.pt"
     assert path.read_bytes() == body
     rec = json.loads(fetch.record_path(path).read_text())
@@ -65,17 +66,17 @@ def test_good_file_is_cached_recorded_and_loaded(server: Server, tmp_path: Path)
 def test_cache_hit_makes_no_request(server: Server, tmp_path: Path) -> None:
     _serve_good(server, tmp_path)
     spec = get_pretrained_spec("tiny")
-    first = fetch.fetch_checkpoint(spec, progress=False)
+    first = layout.fetch_checkpoint(spec, progress=False)
     n = len(server.requests)
     for _ in range(3):
-        assert fetch.fetch_checkpoint(spec, progress=False) == first
+        assert layout.fetch_checkpoint(spec, progress=False) == first
     assert len(server.requests) == n == 1
 
 
 def test_truncated_file_leaves_nothing(server: Server, tmp_path: Path) -> None:
     body = _serve_good(server, tmp_path, mode="truncate", cut=1000)
     with pytest.raises(CheckpointError) as info:
-        fetch.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
+        layout.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
     msg = str(info.value)
     assert "could not be downloaded" in msg and "Tiny_as_strong.pt" in msg
     assert f"the server announced {len(body)} bytes but sent 1000: the transfer was cut short" in msg
@@ -85,7 +86,7 @@ def test_truncated_file_leaves_nothing(server: Server, tmp_path: Path) -> None:
 def test_broken_connection_leaves_nothing(server: Server, tmp_path: Path) -> None:
     _serve_good(server, tmp_path, mode="break", cut=2000)
     with pytest.raises(CheckpointError, match="could not be downloaded") as info:
-        fetch.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
+        layout.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
     assert "reset" in str(info.value) or "cut short" in str(info.value)
     assert _leftovers() == []
 
@@ -93,7 +94,7 @@ def test_broken_connection_leaves_nothing(server: Server, tmp_path: Path) -> Non
 def test_missing_file_404(server: Server) -> None:
     spec = get_pretrained_spec("tiny")
     with pytest.raises(CheckpointError) as info:
-        fetch.fetch_checkpoint(spec, progress=False)
+        layout.fetch_checkpoint(spec, progress=False)
     msg = str(info.value)
     assert "HTTP 404" in msg and f"{server.url}/release/Tiny_as_strong.pt" in msg
     assert "--checkpoint PATH" in msg and str(checkpoints_dir() / "Tiny_as_strong.pt") in msg
@@ -106,7 +107,7 @@ def test_corrupted_bytes_fail_verification(server: Server, tmp_path: Path) -> No
     body[:4] = b"JUNK"
     server.serve("release/Tiny_as_strong.pt", bytes(body))
     with pytest.raises(CheckpointError, match="failed verification and was deleted") as info:
-        fetch.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
+        layout.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
     assert "cannot be read" in str(info.value) and "\n" not in str(info.value)
     assert _leftovers() == []
 
@@ -122,7 +123,7 @@ def test_wrong_layout_is_rejected(server: Server, tmp_path: Path, problem: str) 
         state = tiny_released_state("as_weak")  # 527 classes where 447 are expected
     server.serve("release/Tiny_as_strong.pt", checkpoint_bytes(state, tmp_path))
     with pytest.raises(CheckpointError) as info:
-        fetch.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
+        layout.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
     msg = str(info.value)
     assert "failed verification and was deleted" in msg and "tiny.as_strong" in msg
     expected = {"missing": "model.tiny.norm.weight", "misshaped": "(8, 17)", "classes": "527"}[problem]
@@ -139,39 +140,39 @@ def test_known_hash_is_checked(server: Server, tmp_path: Path, monkeypatch: pyte
     good = hashlib.sha256(body).hexdigest()
     spec = replace(get_pretrained_spec("tiny"), sha256="0" * 64)
     with pytest.raises(CheckpointError, match=f"sha256 is {good}"):
-        fetch.fetch_checkpoint(spec, progress=False)
+        layout.fetch_checkpoint(spec, progress=False)
     assert _leftovers() == []
     spec = replace(spec, sha256=good.upper())
     monkeypatch.setitem(zoo.PRETRAINED, "tiny.as_strong", spec)
-    assert fetch.fetch_checkpoint(spec, progress=False).read_bytes() == body
+    assert layout.fetch_checkpoint(spec, progress=False).read_bytes() == body
 
 
 def test_teacher_form_file_is_accepted(server: Server, tmp_path: Path) -> None:
     state = tiny_released_state(teacher=True)
     assert any(k.startswith("seq_model.rnn.") for k in state)
     server.serve("release/Tiny_as_strong.pt", checkpoint_bytes(state, tmp_path))
-    path = fetch.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
+    path = layout.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
     assert json.loads(fetch.record_path(path).read_text())["head"]["rnn_dim"] == 6
 
 
 def test_later_corruption_is_caught_and_repaired(server: Server, tmp_path: Path) -> None:
     body = _serve_good(server, tmp_path)
     spec = get_pretrained_spec("tiny")
-    path = fetch.fetch_checkpoint(spec, progress=False)
+    path = layout.fetch_checkpoint(spec, progress=False)
     st = path.stat()
     # same size, different bytes, mtime restored: only a full re-hash notices
     data = bytearray(body)
     data[-100] ^= 0xFF
     path.write_bytes(bytes(data))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert fetch.check_cached(spec) is None  # the cheap check trusts size + mtime
-    assert "corrupted" in (fetch.check_cached(spec, full=True) or "")
-    assert fetch.fetch_checkpoint(spec, progress=False, verify=True).read_bytes() == body
+    assert layout.check_cached(spec) is None  # the cheap check trusts size + mtime
+    assert "corrupted" in (layout.check_cached(spec, full=True) or "")
+    assert layout.fetch_checkpoint(spec, progress=False, verify=True).read_bytes() == body
     assert len(server.requests) == 2
 
     # a changed mtime triggers the re-hash without verify=True
     path.write_bytes(bytes(data))
-    assert fetch.fetch_checkpoint(spec, progress=False).read_bytes() == body
+    assert layout.fetch_checkpoint(spec, progress=False).read_bytes() == body
     assert len(server.requests) == 3
 
 
@@ -181,7 +182,7 @@ def test_file_placed_by_hand_is_checked_and_recorded(server: Server, tmp_path: P
     target = fetch.checkpoint_path(spec)
     target.parent.mkdir(parents=True)
     target.write_bytes(body)
-    assert fetch.fetch_checkpoint(spec, progress=False) == target
+    assert layout.fetch_checkpoint(spec, progress=False) == target
     assert server.requests == []
     assert json.loads(fetch.record_path(target).read_text())["sha256"] == hashlib.sha256(body).hexdigest()
 
@@ -211,10 +212,10 @@ def test_interrupt_mid_download_leaves_nothing(server: Server, tmp_path: Path, m
 
     monkeypatch.setattr(dl, "stream", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        fetch.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
+        layout.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
     assert _leftovers() == []
     monkeypatch.setattr(dl, "stream", real_stream)
-    assert fetch.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False).is_file()
+    assert layout.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False).is_file()
 
 
 def test_download_file_streams_and_reports_size(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -232,7 +233,7 @@ def test_download_file_streams_and_reports_size(server: Server, tmp_path: Path, 
 def test_download_many_goes_on_past_failures(server: Server, tmp_path: Path) -> None:
     _serve_good(server, tmp_path, "as_strong")
     _serve_good(server, tmp_path, "ssl")  # as_weak is missing: 404
-    results = fetch.fetch_many(fetch.resolve_names(["tiny.as_weak", "tiny", "tiny.ssl"]), progress=False)
+    results = layout.fetch_many(resolve_names(["tiny.as_weak", "tiny", "tiny.ssl"]), progress=False)
     assert [r.name for r in results] == ["tiny.as_weak", "tiny.as_strong", "tiny.ssl"]
     assert [r.ok for r in results] == [False, True, True]
     assert "HTTP 404" in (results[0].error or "")
@@ -278,7 +279,7 @@ def test_stale_part_files_of_killed_downloads_are_removed(server: Server, tmp_pa
     hours_ago = time.time() - 2 * 3600
     os.utime(old, (hours_ago, hours_ago))
     _serve_good(server, tmp_path)
-    fetch.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
+    layout.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
     assert _leftovers() == sorted(
         ["Tiny_as_strong.pt", "Tiny_as_strong.pt.json", running.name, other_host.name, keep.name]
     )
@@ -295,7 +296,7 @@ def test_a_downloaded_code_carrying_pickle_is_named_as_such(server: Server, tmp_
     state = {**tiny_released_state(), "extra": _Payload()}
     server.serve("release/Tiny_as_strong.pt", checkpoint_bytes(state, tmp_path))  # type: ignore[arg-type]
     with pytest.raises(CheckpointError) as info:
-        fetch.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
+        layout.fetch_checkpoint(get_pretrained_spec("tiny"), progress=False)
     msg = str(info.value)
     assert "failed verification and was deleted" in msg and "pickled Python objects that can carry code" in msg
     assert f"{server.url}/release/Tiny_as_strong.pt" in msg and "weights_only` set to `False" not in msg

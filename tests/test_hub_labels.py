@@ -18,6 +18,7 @@ from ptsed.core.errors import CheckpointError
 from ptsed.hub import fetch
 from ptsed.hub import labels as L
 from ptsed.hub.cache import labels_dir
+from ptsed.models import layout
 from ptsed.models.zoo import UPSTREAM_COMMIT, get_pretrained_spec
 
 pytestmark = pytest.mark.network
@@ -134,7 +135,7 @@ def test_labels_come_with_the_checkpoint(server: Server, tmp_path: Path, monkeyp
     register_tiny(monkeypatch)
     monkeypatch.setenv(fetch.CHECKPOINT_BASE_ENV, server.url + "/release")
     server.serve("release/Tiny_as_weak.pt", checkpoint_bytes(tiny_released_state("as_weak"), tmp_path))
-    fetch.fetch_checkpoint(get_pretrained_spec("tiny.as_weak"), progress=False)
+    layout.fetch_checkpoint(get_pretrained_spec("tiny.as_weak"), progress=False)
     assert server.requests == ["/release/Tiny_as_weak.pt", f"/raw/{L.WEAK_INDICES_CSV}"]
     monkeypatch.setenv(fetch.LABELS_BASE_ENV, refused_url())  # from now on offline
     model = ptsed.create_model("tiny.as_weak", progress=False)

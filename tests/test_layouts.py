@@ -21,7 +21,7 @@ from hub_testing import register_tiny, tiny_released_state
 from ptsed.core.errors import CheckpointError
 from ptsed.hub import checkpoint as ckpt
 from ptsed.hub.labels import read_vocab_tsv
-from ptsed.hub.layout import check_layout, verify_file
+from ptsed.models.layout import check_layout, verify_file
 from ptsed.models.zoo import ARCHS, get_pretrained_spec
 
 IMPLEMENTED = [a.name for a in ARCHS.values() if a.implemented]

@@ -11,8 +11,9 @@ import pytest
 
 from conformance import CONFORMANCE, require_shared
 from ptsed.core.errors import ConfigError
+from ptsed.core.frames import frame_times
 from ptsed.core.types import FrameScores
-from ptsed.postprocess.decode import decode_events, find_regions, frame_times
+from ptsed.postprocess.decode import decode_events, find_regions
 from ptsed.postprocess.filters import median_filter
 from ptsed.postprocess.pipeline import PostProcessor, read_class_values
 

@@ -181,7 +181,7 @@ def test_validation_scores_equal_detect_scores(tmp_path):
 
 
 def _perfect_scores(ref: Reference, labels, noise: float = 0.0, seed: int = 0) -> dict[str, FrameScores]:
-    from ptsed.data.targets import events_to_frame_targets
+    from ptsed.core.frames import events_to_frame_targets
 
     rng = np.random.default_rng(seed)
     out = {}

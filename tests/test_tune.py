@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("sed_scores_eval")
 
 from ptsed.cli.main import main  # noqa: E402
+from ptsed.core.frames import events_to_frame_targets  # noqa: E402
 from ptsed.core.types import FrameScores  # noqa: E402
-from ptsed.data.targets import events_to_frame_targets  # noqa: E402
 from ptsed.evaluation.tuning import fit_postprocess  # noqa: E402
 from ptsed.postprocess.profile import Profile, load_profile  # noqa: E402
 from train_fixtures import LABELS, TinyDataset, register_tiny_arch, single_thread, tiny_model  # noqa: E402
@@ -222,9 +222,10 @@ def test_the_fitted_objective_is_what_detect_then_scores(tmp_path: Path):
     the event F1 that tune reports (on the same clips)."""
     from sed_scores_eval import collar_based
 
-    from ptsed.evaluation.annotations import read_detections, read_ground_truth
+    from ptsed.data.audioset import read_ground_truth
     from ptsed.evaluation.scores import events_to_scores
     from ptsed.evaluation.tuning import COLLAR
+    from ptsed.io.annotations import read_detections
     from ptsed.models.factory import create_model
 
     only = [a for c in ("speech", "music", "beep", "bird", "gunshot") for a in ("--only", c)]

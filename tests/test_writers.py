@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ptsed.core.errors import ConfigError
+from ptsed.core.frames import frame_times
 from ptsed.core.types import Event, FrameScores
 from ptsed.inference.types import Embeddings, FileResult
 from ptsed.io.results import (
@@ -22,7 +23,6 @@ from ptsed.io.results import (
     read_frame_scores,
     scores_tsv_text,
 )
-from ptsed.postprocess.decode import frame_times
 
 LABELS = ["Speech", "Accelerating, revving, vroom", "Dog"]
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ptsed.backbones.base import Backbone
-from ptsed.data.targets import events_to_frame_targets
+from ptsed.core.frames import events_to_frame_targets
 from ptsed.frontends.base import Frontend
 from ptsed.heads.sed_head import HeadConfig
 from ptsed.models.sed_model import SEDModel

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ptsed._version import __version__
 
 _LAZY = {
     "create_model": "ptsed.models.factory",

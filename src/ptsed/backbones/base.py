@@ -19,12 +19,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ptsed.core.frames import FRAME_HOP_S
+
 
 class Backbone(nn.Module):
     """Base class of every backbone; subclasses set the attributes and implement the methods."""
 
     embed_dim: int = 0
-    frame_hop_s: float = 0.04
+    frame_hop_s: float = FRAME_HOP_S
     max_input_s: float = 10.0
     num_layers: int = 0
 

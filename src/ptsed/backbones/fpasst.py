@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ptsed.backbones.base import Backbone
+from ptsed.core.frames import FRAME_HOP_S
 from ptsed.frontends.mel_stft import MelSTFT
 from ptsed.layers.vit import PatchEmbed, block_param_groups, make_blocks
 
@@ -52,7 +53,7 @@ class FPaSST(Backbone):
         num_layers: ``depth``; layer ``depth - 1`` includes the final LayerNorm.
     """
 
-    frame_hop_s = 0.04
+    frame_hop_s = FRAME_HOP_S
 
     def __init__(
         self,

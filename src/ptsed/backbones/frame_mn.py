@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ptsed.backbones.base import Backbone
+from ptsed.core.frames import FRAME_HOP_S
 from ptsed.frontends.mel_stft import MelSTFT
 from ptsed.layers.mobilenet import BottleneckConfig, ConvNormAct, InvertedResidual
 
@@ -66,7 +67,7 @@ class FrameMN(Backbone):
         num_layers: 17 (the stages of ``features``).
     """
 
-    frame_hop_s = 0.04
+    frame_hop_s = FRAME_HOP_S
     max_input_s = math.inf
 
     def __init__(self, width_mult: float = 1.0, in_channels: int = 1, se_reduction: int = 4) -> None:

@@ -8,7 +8,7 @@ import sys
 EPILOG = """examples:
   ptsed download beats                   BEATs, AudioSet-strong stage (= beats.as_strong)
   ptsed download beats.ssl m2d.as_weak   several at once
-  ptsed download all                     every checkpoint of an implemented model
+  ptsed download all                     every checkpoint of the zoo
   ptsed download --verify                re-hash and re-check every cached checkpoint
 
 Files go to $PTSED_HOME (else $XDG_CACHE_HOME/ptsed, else ~/.cache/ptsed). Mirrors:
@@ -38,19 +38,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ptsed.core.errors import ConfigError
     from ptsed.hub.cache import cache_dir
-    from ptsed.hub.fetch import fetch_many, is_cached, resolve_names
-    from ptsed.models.zoo import PRETRAINED
+    from ptsed.hub.fetch import is_cached
+    from ptsed.models.zoo import PRETRAINED, resolve_names
 
     if args.names:
         specs = resolve_names(args.names)
     elif args.verify:
-        specs = [s for s in PRETRAINED.values() if s.implemented and is_cached(s)]
+        specs = [s for s in PRETRAINED.values() if is_cached(s)]
         if not specs:
             print(f"no checkpoints in the cache ({cache_dir()})")
             return 0
     else:
         raise ConfigError("name at least one checkpoint (e.g. `ptsed download beats`) or 'all'; see `ptsed models`")
     print(f"cache: {cache_dir()}")
+    from ptsed.models.layout import fetch_many  # torch: only to check the files' layouts
+
     results = fetch_many(specs, verify=args.verify, progress=not args.quiet)
     for res in results:
         if res.ok:

@@ -140,9 +140,10 @@ def run(args: argparse.Namespace) -> int:
     if args.audio and Path(args.audio).suffix.lower() in (".h5", ".hdf", ".hdf5"):
         require("hdf5", what="ptsed evaluate --audio HDF5")
     from ptsed.core.errors import ConfigError
-    from ptsed.evaluation.annotations import read_durations, read_ground_truth
+    from ptsed.data.audioset import read_ground_truth
     from ptsed.evaluation.protocol import METRICS, evaluate, get_protocol
     from ptsed.evaluation.sources import make_source
+    from ptsed.io.annotations import read_durations
 
     protocol = get_protocol(args.protocol)
     if args.model is None and args.checkpoint is not None and args.scores is None and args.detections is None:

@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ptsed.recipes.export import export_model, load_trained
+    from ptsed.recipes.export import load_trained
+    from ptsed.release.export import export_model
 
     model = load_trained(args.source, which=args.which)
     path = export_model(model, args.output, args.format)

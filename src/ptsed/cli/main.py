@@ -10,7 +10,7 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
-from ptsed import __version__
+from ptsed._version import __version__
 
 # command name -> module (each module defines `register(subparsers)`)
 COMMANDS = {

@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "models",
         help="list the model zoo",
         description="List every pretrained checkpoint: parameters and MACs per 10 s (measured by building "
-        "the model), training stage, whether the model is implemented and its file cached, and its licence.",
+        "the model), training stage, whether its file is cached, and its licence.",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.add_argument("--no-profile", action="store_true", help="skip measuring parameters and MACs (faster)")
@@ -28,15 +28,14 @@ def _si(n: int | None) -> str:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The rows of :func:`ptsed.models.profile.zoo_table` as an aligned text table."""
-    header = ["name", "params", "MACs/10s", "stage", "implemented", "cached", "licence"]
+    """The rows of :func:`ptsed.models.table.zoo_table` as an aligned text table."""
+    header = ["name", "params", "MACs/10s", "stage", "cached", "licence"]
     body = [
         [
             r["name"],
             _si(r["params"]),
             _si(r["macs_per_10s"]),
             r["stage"],
-            "yes" if r["implemented"] else "not yet",
             "yes" if r["cached"] else "no",
             r["license"],
         ]
@@ -57,7 +56,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ptsed.models.profile import zoo_table
+    from ptsed.models.table import zoo_table
 
     rows = zoo_table(profile=not args.no_profile)
     if args.json:

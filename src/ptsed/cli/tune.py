@@ -87,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.min_threshold < 1:
         raise ConfigError(f"--min-threshold must be in [0, 1), not {args.min_threshold}")
 
-    from ptsed.evaluation.annotations import read_durations, read_ground_truth
+    from ptsed.data.audioset import read_ground_truth
     from ptsed.evaluation.sources import make_source
     from ptsed.evaluation.tuning import fit_postprocess, read_dev_set
+    from ptsed.io.annotations import read_durations
     from ptsed.postprocess.profile import save_profile
 
     gt, _ = read_ground_truth(args.ground_truth)

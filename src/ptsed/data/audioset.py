@@ -21,13 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ptsed.core.errors import AudioError, ConfigError
-from ptsed.evaluation.annotations import (
-    Events,
-    audioset_clip_id,
-    clip_id,
-    merge_overlapping_events,
-    read_durations,
-)
+from ptsed.core.frames import FRAME_HOP_S, events_to_frame_targets
+from ptsed.io.annotations import Events, clip_id, read_audioset_strong, read_durations
+from ptsed.io.annotations import read_ground_truth as io_read_ground_truth
 
 STRONG_VOCAB = "audioset_strong_447"
 WEAK_VOCAB = "audioset_weak_527"
@@ -44,6 +40,7 @@ __all__ = [
     "mid_to_name_map",
     "open_audio",
     "read_durations",
+    "read_ground_truth",
     "read_strong_labels",
     "vocabulary_mids",
 ]
@@ -80,90 +77,34 @@ def mid_to_name_map(vocabs: Sequence[str] = (STRONG_VOCAB, WEAK_VOCAB)) -> dict[
 def read_strong_labels(
     path: str | Path, *, mid_to_name: Mapping[str, str] | None = None, merge: bool = True
 ) -> tuple[dict[str, Events], dict]:
-    """Google's AudioSet strong labels, per clip, with class names.
-
-    Reads ``segment_id, start_time_seconds, end_time_seconds, label`` (tab- or comma-separated, with that
-    header). Labels are MIDs, mapped with ``mid_to_name`` (default :func:`mid_to_name_map`); a MID that
-    is not in it stays as it is and is counted in ``info["unknown_mids"]``.
-
-    Args:
-        path: the TSV (or CSV) file.
-        mid_to_name: MID -> class name.
-        merge: merge overlapping or touching events of one class (upstream does, before evaluation and
-            before encoding targets).
-
-    Returns:
-        (clip id ``Y<id>`` -> events sorted by onset, info with ``events_merged``, ``events_zero_length``
-        (dropped), ``unknown_mids`` (sorted list) and ``segments``).
-    """
-    path = Path(path)
-    if not path.is_file():
+    """:func:`ptsed.io.annotations.read_audioset_strong` with the MIDs mapped to class names by the AudioSet
+    vocabularies (:func:`mid_to_name_map`) unless ``mid_to_name`` is given."""
+    if not Path(path).is_file():
         raise ConfigError(f"AudioSet label file {str(path)!r} does not exist")
-    if mid_to_name is None:
-        mid_to_name = mid_to_name_map()
-    with open(path, newline="", encoding="utf-8") as fh:
-        first = fh.readline()
-        fh.seek(0)
-        delim = "\t" if "\t" in first else ","
-        reader = csv.reader(fh, delimiter=delim)
-        header = [c.strip() for c in next(reader, [])]
-        need = ("segment_id", "start_time_seconds", "end_time_seconds", "label")
-        if not set(need) <= set(header):
-            raise ConfigError(
-                f"{str(path)!r} is not an AudioSet strong-label file: its header is {header}, expected {need}"
-            )
-        i_seg, i_on, i_off, i_lab = (header.index(c) for c in need)
-        out: dict[str, Events] = {}
-        segments: set[str] = set()
-        unknown: set[str] = set()
-        n_zero = 0
-        for line, row in enumerate(reader, start=2):
-            if not row or not any(c.strip() for c in row):
-                continue
-            try:
-                seg, mid = row[i_seg].strip(), row[i_lab].strip()
-                onset, offset = float(row[i_on]), float(row[i_off])
-                cid = audioset_clip_id(seg)
-            except (IndexError, ValueError) as err:
-                raise ConfigError(f"{str(path)!r}, line {line}: bad row {row} ({err})") from None
-            if offset < onset:
-                raise ConfigError(f"{str(path)!r}, line {line}: offset {offset} is before onset {onset}")
-            segments.add(seg)
-            events = out.setdefault(cid, [])
-            if offset == onset:
-                n_zero += 1
-                continue
-            name = mid_to_name.get(mid)
-            if name is None:
-                unknown.add(mid)
-                name = mid
-            events.append((onset, offset, name))
-    n_merged = 0
-    if merge:
-        for cid, events in out.items():
-            out[cid], n = merge_overlapping_events(events)
-            n_merged += n
-    info = {
-        "events_merged": n_merged,
-        "events_zero_length": n_zero,
-        "unknown_mids": sorted(unknown),
-        "segments": len(segments),
-    }
-    return out, info
+    return read_audioset_strong(
+        path, mid_to_name=mid_to_name_map() if mid_to_name is None else mid_to_name, merge=merge
+    )
+
+
+def read_ground_truth(
+    path: str | Path, *, mid_to_name: Mapping[str, str] | None = None
+) -> tuple[dict[str, Events], dict]:
+    """Strong labels of any supported format (:func:`ptsed.io.annotations.read_ground_truth`), the MIDs of an
+    AudioSet file mapped to class names by ``mid_to_name``, by default the AudioSet vocabularies
+    (:func:`mid_to_name_map`, read only for an AudioSet file)."""
+    return io_read_ground_truth(path, mid_to_name=mid_to_name_map if mid_to_name is None else mid_to_name)
 
 
 def frame_targets(
     events: Iterable[tuple[float, float, str]],
     labels: Sequence[str] | Mapping[str, int],
     duration_s: float = CLIP_S,
-    hop_s: float = 0.04,
+    hop_s: float = FRAME_HOP_S,
 ) -> np.ndarray:
     """(K, T) many-hot targets of one clip on the 40 ms grid: T = 250 for 10 s (upstream's encoder).
 
     Events of classes not in ``labels`` are ignored (upstream encodes only the 447 training classes).
     """
-    from ptsed.data.targets import events_to_frame_targets
-
     num_frames = int(round(duration_s / hop_s))
     return events_to_frame_targets(events, labels, num_frames, hop_s)
 
@@ -338,7 +279,7 @@ class AudioSetStrong:
         classes: Sequence[str] | None = None,
         sample_rate: int = 16000,
         clip_s: float = CLIP_S,
-        hop_s: float = 0.04,
+        hop_s: float = FRAME_HOP_S,
     ) -> None:
         from ptsed.hub.labels import get_labels
 

@@ -17,9 +17,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ptsed.core.errors import AudioError, ConfigError
+from ptsed.core.frames import FRAME_HOP_S
 from ptsed.data.tables import read_tsv
 from ptsed.data.windows import AudioRecord, WindowedDataset, clip_events
-from ptsed.evaluation.annotations import clip_id, read_dcase_events, read_durations
+from ptsed.io.annotations import clip_id, read_dcase_events, read_durations
 from ptsed.io.audio import audio_info, list_audio_files, load_audio
 
 Events = list[tuple[float, float, str]]
@@ -207,7 +208,7 @@ class DCASEDataset(WindowedDataset):
         sample_rate: int = 16000,
         window_s: float = 10.0,
         window_hop_s: float | None = None,
-        frame_hop_s: float = 0.04,
+        frame_hop_s: float = FRAME_HOP_S,
         train: bool = False,
         ignore_unknown: bool = False,
         skip_missing: bool = False,

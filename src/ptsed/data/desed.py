@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptsed.core.errors import ConfigError
+from ptsed.core.frames import FRAME_HOP_S
 from ptsed.data.dcase import dcase_records
 from ptsed.data.windows import WindowedDataset
 
@@ -121,7 +122,7 @@ class DESEDDataset(WindowedDataset):
         sample_rate: int = 16000,
         window_s: float = 10.0,
         window_hop_s: float | None = None,
-        frame_hop_s: float = 0.04,
+        frame_hop_s: float = FRAME_HOP_S,
         train: bool = False,
         skip_missing: bool = False,
     ) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ptsed.core.errors import ConfigError
+from ptsed.core.frames import FRAME_HOP_S
 from ptsed.data.dcase import Events, check_labels, make_records
 from ptsed.data.windows import WindowedDataset
 
@@ -113,7 +114,7 @@ class HEARDataset(WindowedDataset):
         sample_rate: int = 16000,
         window_s: float = 10.0,
         window_hop_s: float | None = None,
-        frame_hop_s: float = 0.04,
+        frame_hop_s: float = FRAME_HOP_S,
         train: bool = False,
         ignore_unknown: bool = False,
         skip_missing: bool = False,

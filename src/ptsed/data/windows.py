@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ptsed.core.errors import ConfigError
-from ptsed.data.targets import events_to_frame_targets
+from ptsed.core.frames import FRAME_HOP_S, events_to_frame_targets
 from ptsed.inference.windows import window_starts
 from ptsed.io.audio import load_audio
 
@@ -72,7 +72,7 @@ class WindowedDataset(torch.utils.data.Dataset):
         sample_rate: int = 16000,
         window_s: float = 10.0,
         window_hop_s: float | None = None,
-        frame_hop_s: float = 0.04,
+        frame_hop_s: float = FRAME_HOP_S,
         train: bool = False,
     ) -> None:
         if window_s <= 0 or frame_hop_s <= 0 or sample_rate <= 0:

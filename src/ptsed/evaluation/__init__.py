@@ -5,7 +5,7 @@
 - :mod:`ptsed.evaluation.sources`: where scores come from (score files, detections, a model on audio).
 - :mod:`ptsed.evaluation.metrics`: the metrics on sed_scores_eval, streamed class by class.
 - :mod:`ptsed.evaluation.scores`: the class-major score store (memory-mapped when large).
-- :mod:`ptsed.evaluation.annotations`: readers of strong labels, detections and durations; clip-name rules.
+- :mod:`ptsed.io.annotations`: readers of strong labels, detections and durations; clip-name rules.
 - :mod:`ptsed.evaluation.report`: ``summary.json``, ``per_class.csv``, ``psd_roc.png``.
 - :mod:`ptsed.evaluation.synthetic`: a synthetic evaluation set (``python -m ptsed.evaluation.synthetic``).
 

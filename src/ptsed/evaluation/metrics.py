@@ -420,10 +420,10 @@ def frame_map(
 ) -> dict[str, float] | None:
     """Frame-level AP per class over all frames of all clips, and their mean (``"mean"``).
 
-    Frame targets come from :func:`ptsed.data.targets.events_to_frame_targets` on each clip's grid.
+    Frame targets come from :func:`ptsed.core.frames.events_to_frame_targets` on each clip's grid.
     Returns ``None`` when a clip's frames are not evenly spaced (e.g. scores made from detections).
     """
-    from ptsed.data.targets import events_to_frame_targets
+    from ptsed.core.frames import events_to_frame_targets
 
     classes = list(store.labels if classes is None else classes)
     hops = {}

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ptsed.core.errors import ConfigError, PtsedError
-from ptsed.evaluation.annotations import Events, match_clip_ids, merge_overlapping_events
 from ptsed.evaluation.metrics import PSDS1, PSDS2, PSDSResult, collar_f1, frame_map, psds, segment_metrics
 from ptsed.evaluation.scores import DEFAULT_MEMORY_LIMIT, ScoreStore, check_probabilities
+from ptsed.io.annotations import Events, match_clip_ids, merge_overlapping_events
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def evaluate(
 
     Args:
         source: see :mod:`ptsed.evaluation.sources`.
-        ground_truth: clip id -> events (see :func:`ptsed.evaluation.annotations.read_ground_truth`).
+        ground_truth: clip id -> events (see :func:`ptsed.io.annotations.read_ground_truth`).
         durations: clip id -> seconds. Clips without one take the end of their scores (and are counted).
         protocol: ``"audioset-strong"``, ``None`` (plain) or a :class:`Protocol`.
         median_filter_s: filter length in seconds applied to the scores (saved ones included), or a mapping

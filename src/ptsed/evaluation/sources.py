@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ptsed.core.errors import ConfigError, PtsedError
-from ptsed.evaluation.annotations import Events, read_detections
 from ptsed.evaluation.scores import events_to_scores, list_score_files, read_scores_tsv
+from ptsed.io.annotations import Events, read_detections
 
 Clip = tuple[np.ndarray, np.ndarray, list[str]]
 """(scores (T, K), timestamps (T + 1,) in seconds, the K class names)."""

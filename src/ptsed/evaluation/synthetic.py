@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ptsed.evaluation.annotations import Events, merge_overlapping_events
-from ptsed.postprocess.decode import frame_times
+from ptsed.core.frames import FRAME_HOP_S, frame_times
+from ptsed.io.annotations import Events, merge_overlapping_events
 
 
 def make_synthetic_set(
@@ -22,7 +22,7 @@ def make_synthetic_set(
     *,
     seed: int = 0,
     duration_s: float = 10.0,
-    hop_s: float = 0.04,
+    hop_s: float = FRAME_HOP_S,
     levels: int | None = 100,
     class_names: list[str] | None = None,
     skill: float = 0.6,
@@ -97,7 +97,7 @@ def write_synthetic_set(out_dir: str | Path, **kwargs) -> dict[str, Path]:
         fh.write("filename\tduration\n")
         for clip, dur in durations.items():
             fh.write(f"{clip}.wav\t{dur}\n")
-    hop = uniform_hop(ts) or 0.04
+    hop = uniform_hop(ts) or FRAME_HOP_S
     with open(out / "detections.tsv", "w", encoding="utf-8") as det:
         det.write("filename\tonset\toffset\tevent_label\n")
         for clip, s in scores.items():

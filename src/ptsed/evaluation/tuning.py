@@ -188,8 +188,8 @@ def read_dev_set(
     Raises:
         ConfigError: no clip of the ground truth has scores.
     """
-    from ptsed.evaluation.annotations import match_clip_ids, merge_overlapping_events
     from ptsed.evaluation.protocol import _read_all
+    from ptsed.io.annotations import match_clip_ids, merge_overlapping_events
 
     names = source.names()
     mapping = match_clip_ids(names, ground_truth) if names is not None else {c: c for c in ground_truth}

@@ -77,6 +77,12 @@ class ATSTMel(CentredSTFTFrontend):
         fb = htk_mel_filterbank(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate)
         self.register_buffer("fb", fb, persistent=False)
 
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, dB (top {self.top_db:g}, clamp {self.clamp_db}), "
+            f"min-max scaling [{self.scale_min:g}, {self.scale_max:g}] -> [-1, 1]"
+        )
+
     def mel_power(self, waveform: torch.Tensor) -> torch.Tensor:
         """waveform (B, N) -> mel power spectrogram (B, n_mels, T)."""
         self.check_length(waveform.shape[-1])

@@ -28,6 +28,9 @@ class CentredSTFTFrontend(Frontend):
         self.hop_s = hop_length / sample_rate
         self.n_bins = n_bins
 
+    def extra_repr(self) -> str:
+        return f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, hop={self.hop_length}, n_mels={self.n_bins}"
+
     def num_frames(self, num_samples: int) -> int:
         """``N // hop + 1`` frames (centred frames)."""
         return num_samples // self.hop_length + 1

@@ -192,7 +192,8 @@ class KaldiFbank(Frontend):
         c = self.config
         return (
             f"sample_rate={c.sample_rate}, n_mels={c.n_mels}, window={c.window_samples} ({c.window}), "
-            f"hop={c.hop_samples}, n_fft={c.n_fft}, layout={c.layout}"
+            f"hop={c.hop_samples}, n_fft={c.n_fft}, layout={c.layout}, "
+            f"normalisation (x - {c.mean:g}) / ({c.std_factor:g} * {c.std:g})"
         )
 
     def num_frames(self, num_samples: int) -> int:

@@ -137,6 +137,9 @@ class M2DMel(CentredSTFTFrontend):
         self.eps = float(torch.finfo(torch.float32).eps)
         self.to_spec = _MelBuffers(sample_rate, n_fft, n_mels, f_min, f_max)
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, log, normalisation (x - {self.mean:g}) / {self.std:g}"
+
     def mel_power(self, waveform: torch.Tensor) -> torch.Tensor:
         """waveform (B, N) -> mel power spectrogram (B, n_mels, T)."""
         self.check_length(waveform.shape[-1])

@@ -93,7 +93,7 @@ class MelSTFT(Frontend):
     def extra_repr(self) -> str:
         return (
             f"n_mels={self.n_mels}, n_fft={self.n_fft}, win_length={self.win_length}, hop={self.hop_length}, "
-            f"fmin={self.fmin:g}, fmax={self.fmax:g}"
+            f"fmin={self.fmin:g}, fmax={self.fmax:g}, preemphasis={self.preemphasis}, fast_norm={self.fast_norm}"
         )
 
     def num_frames(self, num_samples: int) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ptsed.core.errors import CheckpointError
-from ptsed.heads.sed_head import HeadConfig
+from ptsed.heads.config import HeadConfig
 
 PTSED_FORMAT_VERSION = 1
 HEAD_PREFIXES = ("strong_head.", "weak_head.", "seq_model.")

@@ -8,9 +8,11 @@ Cache layout (root: ``$PTSED_HOME``, else ``$XDG_CACHE_HOME/ptsed``, else ``~/.c
 
 Verification:
 
-- on download: the byte count must equal ``Content-Length``; a known hash (``PretrainedSpec.sha256``)
-  must match; the key/shape layout must match the model (:mod:`ptsed.hub.layout`). Only then is the
-  file moved into place and its record written.
+- on download: the byte count must equal ``Content-Length``; a pinned hash (``PretrainedSpec.sha256``)
+  must match; the key/shape layout must match the model
+  (the ``check_layout`` function the caller passes in: :func:`ptsed.models.layout.verify_file`). Only then
+  is the file moved into place and its record written (its sha256: where the zoo pins none, the first
+  download is the reference).
 - on use: a file whose size and mtime equal its record is trusted without reading it; otherwise (and
   with ``verify=True``, ``ptsed download --verify``) it is re-hashed and its layout re-checked. A file
   whose hash differs from its record, or whose layout is wrong, is deleted and downloaded again.
@@ -28,20 +30,32 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ptsed.core.errors import CheckpointError, ConfigError, PtsedError
+from ptsed.core.errors import CheckpointError, PtsedError
 from ptsed.hub import labels as vocab_mod
-from ptsed.hub.cache import checkpoints_dir, labels_dir
-from ptsed.hub.download import DownloadError, download_bytes, download_file, sha256_file
-from ptsed.hub.layout import verify_file
-from ptsed.models.zoo import PRETRAINED, UPSTREAM_COMMIT, UPSTREAM_REPO, PretrainedSpec, get_pretrained_spec
+from ptsed.hub.cache import checkpoints_dir
+from ptsed.hub.download import DownloadError, download_file, sha256_file
+from ptsed.hub.labels import (  # noqa: F401  (label downloads live in hub.labels; names kept here)
+    LABELS_BASE_ENV,
+    UPSTREAM_COMMIT,
+    UPSTREAM_REPO,
+    fetch_labels,
+    labels_url,
+)
+
+# The hub knows nothing about the zoo: a checkpoint entry is any object with these attributes (the zoo's
+# ``PretrainedSpec``), and the layout check is passed in by the model layer (``ptsed.models.layout``).
+PretrainedSpec = Any
+"""A zoo entry: ``name``, ``filename``, ``url``, ``sha256`` and ``vocabulary`` are read."""
+LayoutCheck = Callable[..., Any]
+"""``check_layout(spec, path, source=None) -> head config``: raises ``CheckpointError`` on a wrong layout."""
+
 
 CHECKPOINT_BASE_ENV = "PTSED_CHECKPOINT_BASE_URL"
-LABELS_BASE_ENV = "PTSED_LABELS_BASE_URL"
 RECORD_SUFFIX = ".json"
 
 
@@ -50,12 +64,6 @@ def checkpoint_url(spec: PretrainedSpec) -> str:
     """Download address of ``spec``'s file (``$PTSED_CHECKPOINT_BASE_URL`` + file name when set)."""
     base = os.environ.get(CHECKPOINT_BASE_ENV)
     return f"{base.rstrip('/')}/{spec.filename}" if base else spec.url
-
-
-def labels_url(upstream_path: str) -> str:
-    """Address of an upstream file at the pinned commit (``$PTSED_LABELS_BASE_URL`` + path when set)."""
-    base = os.environ.get(LABELS_BASE_ENV) or f"https://raw.githubusercontent.com/{UPSTREAM_REPO}/{UPSTREAM_COMMIT}"
-    return f"{base.rstrip('/')}/{upstream_path}"
 
 
 def checkpoint_path(spec: PretrainedSpec) -> Path:
@@ -107,12 +115,12 @@ def _remove(path: Path) -> None:
     record_path(path).unlink(missing_ok=True)
 
 
-def check_cached(spec: PretrainedSpec, *, full: bool = False) -> str | None:
+def check_cached(spec: PretrainedSpec, *, check_layout: LayoutCheck, full: bool = False) -> str | None:
     """Check ``spec``'s cached file; ``None`` when it is good, else one sentence saying what is wrong.
 
     Without ``full``, a file whose size and mtime match its record is trusted without reading it.
-    Otherwise the file is re-hashed (compared with its record and ``spec.sha256``) and its layout
-    re-checked; a good file gets a fresh record. The caller decides what to do with a bad file.
+    Otherwise the file is re-hashed (compared with its record and ``spec.sha256``) and its layout re-checked with
+    ``check_layout``; a good file gets a fresh record. The caller decides what to do with a bad file.
     """
     path = checkpoint_path(spec)
     rec = read_record(path)
@@ -131,7 +139,7 @@ def check_cached(spec: PretrainedSpec, *, full: bool = False) -> str | None:
     if known and digest != known:
         return f"cached file {str(path)!r} has sha256 {digest}, expected {known}"
     try:
-        head = verify_file(spec, path)
+        head = check_layout(spec, path)
     except CheckpointError as err:
         return str(err)
     write_record(path, digest, url=rec.get("url") if rec else None, head=head)
@@ -147,7 +155,9 @@ def _missing_message(spec: PretrainedSpec, url: str, reason: str) -> str:
     )
 
 
-def fetch_checkpoint(spec: PretrainedSpec, progress: bool = True, *, verify: bool = False) -> Path:
+def fetch_checkpoint(
+    spec: PretrainedSpec, progress: bool = True, *, check_layout: LayoutCheck, verify: bool = False
+) -> Path:
     """Path of ``spec``'s released file in the cache, downloaded and verified if needed.
 
     The label vocabulary of the checkpoint's heads is fetched with it (see :func:`fetch_labels`).
@@ -155,19 +165,17 @@ def fetch_checkpoint(spec: PretrainedSpec, progress: bool = True, *, verify: boo
     Args:
         spec: zoo entry (``get_pretrained_spec("beats")``).
         progress: progress bar on stderr (shown only on a terminal).
+        check_layout: ``check_layout(spec, path, source=...)`` checks the file's key/shape layout
+            (:func:`ptsed.models.layout.verify_file`; ``ptsed.models.layout.fetch_checkpoint`` passes it).
         verify: re-hash and re-check a cached file even when its record matches.
 
     Raises:
         CheckpointError: the file is missing and cannot be downloaded (one sentence that says how to
             supply it), or what arrived fails verification (it is deleted).
     """
-    if not spec.implemented:
-        raise ConfigError(
-            f"model {spec.name!r} is listed in the zoo but not implemented yet, so its file cannot be verified"
-        )
     path = checkpoint_path(spec)
     if path.is_file():
-        problem = check_cached(spec, full=verify)
+        problem = check_cached(spec, check_layout=check_layout, full=verify)
         if problem is None:
             ensure_labels(spec)
             return path
@@ -177,7 +185,7 @@ def fetch_checkpoint(spec: PretrainedSpec, progress: bool = True, *, verify: boo
     heads: list[Any] = []
 
     def check(tmp: Path) -> None:
-        heads.append(verify_file(spec, tmp, source=url))
+        heads.append(check_layout(spec, tmp, source=url))
 
     try:
         got = download_file(url, path, progress=progress, sha256=spec.sha256, check=check, desc=spec.filename)
@@ -193,37 +201,6 @@ def fetch_checkpoint(spec: PretrainedSpec, progress: bool = True, *, verify: boo
 
 
 # -- label vocabularies -----------------------------------------------------------------------------------
-def fetch_labels(vocab: str) -> Path:
-    """Path of the TSV (``index, mid, display_name``) of ``vocab`` in the cache, built if needed.
-
-    The TSV is built from upstream's files at the pinned commit (:data:`ptsed.hub.labels.UPSTREAM_SOURCES`).
-
-    Raises:
-        CheckpointError: the files cannot be downloaded (one sentence that says how to supply the
-            vocabulary) or do not give the expected classes.
-    """
-    if vocab not in vocab_mod.VOCAB_FILES:
-        raise KeyError(f"unknown label vocabulary {vocab!r}; known: {', '.join(vocab_mod.VOCAB_FILES)}")
-    dest = labels_dir() / vocab_mod.VOCAB_FILES[vocab]
-    if dest.is_file():
-        return dest
-    sources: dict[str, str] = {}
-    for upstream_path in vocab_mod.UPSTREAM_SOURCES[vocab]:
-        url = labels_url(upstream_path)
-        try:
-            sources[upstream_path] = download_bytes(url).decode("utf-8")
-        except DownloadError as err:
-            raise CheckpointError(
-                f"label vocabulary {vocab} is not in the cache and could not be downloaded from {url} "
-                f"({err.reason}); set PTSED_LABELS_DIR to a folder holding {vocab_mod.VOCAB_FILES[vocab]} "
-                f"or place that file at {dest}"
-            ) from err
-        except UnicodeDecodeError as err:
-            raise CheckpointError(f"{url} is not UTF-8 text ({err})") from err
-    rows = vocab_mod.build_vocab_rows(vocab, sources)
-    return vocab_mod.write_vocab_tsv(dest, rows)
-
-
 def ensure_labels(spec: PretrainedSpec) -> Path | None:
     """The label file of ``spec``'s heads (``$PTSED_LABELS_DIR``, cache, else downloaded); ``None`` without heads."""
     if spec.vocabulary is None:
@@ -247,26 +224,15 @@ class FetchResult:
         return self.error is None
 
 
-def resolve_names(names: Iterable[str]) -> list[PretrainedSpec]:
-    """Zoo entries for ``names``; ``"all"`` means every checkpoint of an implemented architecture.
-
-    Raises:
-        ConfigError: an unknown name.
-    """
-    specs: list[PretrainedSpec] = []
-    for name in names:
-        found = [s for s in PRETRAINED.values() if s.implemented] if name == "all" else [get_pretrained_spec(name)]
-        specs.extend(s for s in found if s not in specs)
-    return specs
-
-
-def fetch_many(specs: Sequence[PretrainedSpec], *, verify: bool = False, progress: bool = True) -> list[FetchResult]:
+def fetch_many(
+    specs: Sequence[PretrainedSpec], *, check_layout: LayoutCheck, verify: bool = False, progress: bool = True
+) -> list[FetchResult]:
     """Fetch (and with ``verify`` fully re-check) every checkpoint, going on past failures."""
     results = []
     for spec in specs:
         res = FetchResult(spec.name)
         try:
-            res.path = fetch_checkpoint(spec, progress=progress, verify=verify)
+            res.path = fetch_checkpoint(spec, progress=progress, check_layout=check_layout, verify=verify)
             res.labels = ensure_labels(spec)
         except PtsedError as err:
             res.error = str(err)

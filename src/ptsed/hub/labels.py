@@ -7,7 +7,7 @@ Offline, ``$PTSED_LABELS_DIR`` names a folder that holds the TSV files under the
 - ``audioset_strong_train_447.tsv``: output order of every strong head (447 classes).
 - ``audioset_weak_527.tsv``: AudioSet weak vocabulary in ``class_labels_indices.csv`` order.
 
-The download (:func:`ptsed.hub.fetch.fetch_labels`) builds these files from upstream's sources
+The download (:func:`fetch_labels`) builds these files from upstream's sources
 (:data:`UPSTREAM_SOURCES`): the 447 strong names are the Python list ``as_strong_train_classes`` of
 ``data_util/audioset_classes.py``, read with :mod:`ast` (the file is never executed) and mapped to MIDs
 with ``class_labels_indices_strong.csv``; the 527 weak classes are ``class_labels_indices.csv`` in
@@ -26,6 +26,12 @@ from pathlib import Path
 
 from ptsed.core.errors import CheckpointError
 from ptsed.hub.cache import labels_dir
+from ptsed.hub.download import DownloadError, download_bytes
+
+UPSTREAM_REPO = "fschmid56/PretrainedSED"
+UPSTREAM_COMMIT = "1aa47e482f7e89904cba2338999345025d8b4e36"
+"""The upstream commit that label vocabularies are read at."""
+LABELS_BASE_ENV = "PTSED_LABELS_BASE_URL"
 
 VOCAB_FILES = {
     "audioset_strong_447": "audioset_strong_train_447.tsv",
@@ -180,8 +186,6 @@ def get_labels(vocab: str, *, download: bool = True) -> list[str]:
         raise KeyError(f"unknown label vocabulary {vocab!r}; known: {', '.join(VOCAB_FILES)}")
     path = find_labels_file(vocab)
     if path is None and download:
-        from ptsed.hub.fetch import fetch_labels
-
         path = fetch_labels(vocab)
     if path is not None:
         names = read_vocab_tsv(path)
@@ -192,3 +196,40 @@ def get_labels(vocab: str, *, download: bool = True) -> list[str]:
         f"the label vocabulary {vocab!r} is not available: download it with `ptsed download`, or set "
         f"PTSED_LABELS_DIR to a folder holding {VOCAB_FILES[vocab]}"
     )
+
+
+def labels_url(upstream_path: str) -> str:
+    """Address of an upstream file at the pinned commit (``$PTSED_LABELS_BASE_URL`` + path when set)."""
+    base = os.environ.get(LABELS_BASE_ENV) or f"https://raw.githubusercontent.com/{UPSTREAM_REPO}/{UPSTREAM_COMMIT}"
+    return f"{base.rstrip('/')}/{upstream_path}"
+
+
+def fetch_labels(vocab: str) -> Path:
+    """Path of the TSV (``index, mid, display_name``) of ``vocab`` in the cache, built if needed.
+
+    The TSV is built from upstream's files at the pinned commit (:data:`ptsed.hub.labels.UPSTREAM_SOURCES`).
+
+    Raises:
+        CheckpointError: the files cannot be downloaded (one sentence that says how to supply the
+            vocabulary) or do not give the expected classes.
+    """
+    if vocab not in VOCAB_FILES:
+        raise KeyError(f"unknown label vocabulary {vocab!r}; known: {', '.join(VOCAB_FILES)}")
+    dest = labels_dir() / VOCAB_FILES[vocab]
+    if dest.is_file():
+        return dest
+    sources: dict[str, str] = {}
+    for upstream_path in UPSTREAM_SOURCES[vocab]:
+        url = labels_url(upstream_path)
+        try:
+            sources[upstream_path] = download_bytes(url).decode("utf-8")
+        except DownloadError as err:
+            raise CheckpointError(
+                f"label vocabulary {vocab} is not in the cache and could not be downloaded from {url} "
+                f"({err.reason}); set PTSED_LABELS_DIR to a folder holding {VOCAB_FILES[vocab]} "
+                f"or place that file at {dest}"
+            ) from err
+        except UnicodeDecodeError as err:
+            raise CheckpointError(f"{url} is not UTF-8 text ({err})") from err
+    rows = build_vocab_rows(vocab, sources)
+    return write_vocab_tsv(dest, rows)

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 
 from ptsed.core.errors import AudioError, CheckpointError, ConfigError
+from ptsed.core.frames import frame_times
 from ptsed.core.types import Event, FrameScores
 from ptsed.inference.types import Embeddings, FileResult
 from ptsed.inference.windows import STITCH_MODES, Stitcher, WindowCutter
 from ptsed.io.audio import DEFAULT_BLOCK_S, ArrayStream, AudioSource, stream_audio
 from ptsed.models.sed_model import SEDModel
-from ptsed.postprocess.decode import frame_times
 from ptsed.postprocess.pipeline import PostProcessor
 from ptsed.postprocess.pipeline import stored_postprocess as stored_postprocess  # its old home
 

@@ -342,7 +342,7 @@ class JsonWriter(_EventTable):
     help = "events with scores, durations and settings as JSON"
 
     def render(self, records: Sequence[Any]) -> str:
-        from ptsed import __version__
+        from ptsed._version import __version__
 
         files = [
             {

@@ -82,10 +82,8 @@ def create_model(
         if not name:
             raise ConfigError("give a model name (see ptsed.list_pretrained()) or a checkpoint_path")
         spec = get_pretrained_spec(name)
-        if not spec.implemented:
-            raise ConfigError(f"model {spec.name!r} is listed in the zoo but not implemented yet")
         if pretrained:
-            from ptsed.hub.fetch import fetch_checkpoint
+            from ptsed.models.layout import fetch_checkpoint
 
             path = fetch_checkpoint(spec, progress=progress)
             state = ckpt.released_to_ptsed(spec.arch, ckpt.load_file(path))
@@ -153,12 +151,12 @@ def resolve_checkpoint(obj: Mapping[str, Any], source: str, name: str | None = N
 
     Returns:
         ``(zoo name, warning or None)``: the architecture a ptsed checkpoint names in its config, or the
-        ``arch.tag`` the keys of a released file say (:func:`ptsed.hub.layout.identify`).
+        ``arch.tag`` the keys of a released file say (:func:`ptsed.models.layout.identify`).
 
     Raises:
         CheckpointError: a released file whose keys are of no known family.
     """
-    from ptsed.hub.layout import identify
+    from ptsed.models.layout import identify
 
     if ckpt.is_ptsed_checkpoint(obj):
         found = str((obj.get("config") or {}).get("arch") or name or "")

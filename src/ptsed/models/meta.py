@@ -70,8 +70,3 @@ def reset_missing(module: nn.Module, missing: list[str]) -> bool:
             return False
         sub.reset_parameters()
     return True
-
-
-def has_meta_tensors(module: nn.Module) -> bool:
-    """True if any parameter or buffer of ``module`` is still on the ``meta`` device."""
-    return any(t.is_meta for t in module.parameters()) or any(t.is_meta for t in module.buffers())

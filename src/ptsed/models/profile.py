@@ -26,9 +26,10 @@ from typing import Any
 
 import torch
 
+from ptsed.core.frames import FRAME_HOP_S
 from ptsed.heads.sed_head import HeadConfig, SEDHead
 from ptsed.models.meta import parameters_on_meta
-from ptsed.models.sed_model import FRAME_HOP_S, SEDModel
+from ptsed.models.sed_model import SEDModel
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def _body_pass(frontend: Any, backbone: Any, input_s: float, device: str) -> dic
 
 
 def _cache_key(arch: Any, input_s: float) -> str:
-    import ptsed
+    from ptsed._version import __version__
 
     stamp = ""
     spec = importlib.util.find_spec(arch.builder.split(":")[0])
@@ -129,9 +130,7 @@ def _cache_key(arch: Any, input_s: float) -> str:
         st = os.stat(spec.origin)
         stamp = f"{st.st_size}:{st.st_mtime_ns}"
     kwargs = json.dumps(arch.builder_kwargs, sort_keys=True, default=str)
-    return (
-        f"{arch.name}|{arch.builder}|{kwargs}|{input_s:g}s|ptsed {ptsed.__version__}|torch {torch.__version__}|{stamp}"
-    )
+    return f"{arch.name}|{arch.builder}|{kwargs}|{input_s:g}s|ptsed {__version__}|torch {torch.__version__}|{stamp}"
 
 
 def _cache_file() -> Path:
@@ -210,75 +209,3 @@ def profile_model(name: str, input_s: float = 10.0, *, head: HeadConfig | None =
     frames = max(1, round(input_s / FRAME_HOP_S))
     head_params, head_macs = profile_head(head or spec.head, body["seq_len"], body["embed_dim"], frames)
     return Profile(spec.name, body["params"] + head_params, body["macs"] + head_macs, input_s, device)
-
-
-def zoo_table(profile: bool = True) -> list[dict[str, Any]]:
-    """One dict per pretrained checkpoint: name, arch, tag, title, stage, classes, implemented, cached,
-    params, macs_per_10s (``None`` when not measured), license, url, filename."""
-    from ptsed.hub.fetch import checkpoint_path, is_cached
-    from ptsed.models.zoo import PRETRAINED
-
-    rows = []
-    for spec in PRETRAINED.values():
-        row: dict[str, Any] = {
-            "name": spec.name,
-            "arch": spec.arch.name,
-            "tag": spec.tag,
-            "title": spec.arch.title,
-            "stage": spec.stage,
-            "classes": spec.head.n_strong,
-            "implemented": spec.implemented,
-            "cached": is_cached(spec),
-            "params": None,
-            "macs_per_10s": None,
-            "license": spec.license,
-            "url": spec.url,
-            "filename": spec.filename,
-            "path": str(checkpoint_path(spec)),
-        }
-        if profile and spec.implemented:
-            try:
-                p = profile_model(spec.name, 10.0)
-            except Exception as err:  # a model under construction must not break the listing
-                row["profile_error"] = f"{err.__class__.__name__}: {err}"
-            else:
-                row["params"], row["macs_per_10s"] = p.params, p.macs
-        rows.append(row)
-    demo = demo_row(profile)
-    if demo is not None:
-        rows.append(demo)
-    return rows
-
-
-def demo_row(profile: bool = True, input_s: float = 10.0) -> dict[str, Any] | None:
-    """The :func:`zoo_table` row of the shipped ``demo`` model, measured on its checkpoint (``None`` when this
-    installation lacks it)."""
-    from ptsed.core.errors import CheckpointError
-    from ptsed.models.demo import demo_checkpoint_path
-    from ptsed.models.factory import create_model
-
-    try:
-        path = demo_checkpoint_path()
-    except CheckpointError:
-        return None
-    model = create_model("demo")
-    row: dict[str, Any] = {
-        "name": "demo",
-        "arch": model.arch,
-        "tag": "",
-        "title": f"{model.arch} trained offline on synthetic soundscapes of {len(model.labels or [])} classes",
-        "stage": "demo",
-        "classes": len(model.labels or []),
-        "implemented": True,
-        "cached": True,  # ships inside the package
-        "params": None,
-        "macs_per_10s": None,
-        "license": "see ATTRIBUTION.tsv",
-        "url": "",
-        "filename": path.name,
-        "path": str(path),
-    }
-    if profile:
-        wave = torch.zeros(1, round(input_s * model.sample_rate))
-        row["params"], row["macs_per_10s"] = count_parameters(model), count_macs(model, wave)
-    return row

@@ -9,11 +9,9 @@ import torch
 from torch import nn
 
 from ptsed.backbones.base import Backbone
+from ptsed.core.frames import FRAME_HOP_S
 from ptsed.frontends.base import Frontend
 from ptsed.heads.sed_head import HeadConfig, SEDHead
-
-FRAME_HOP_S = 0.04
-"""Hop of the output frame grid in seconds: 250 frames per 10 s."""
 
 
 @dataclass

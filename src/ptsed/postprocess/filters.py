@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ptsed.core.frames import FRAME_HOP_S
+
 
 def seconds_to_frames(length_s: float, hop_s: float) -> int:
     """Nearest whole number of frames for a filter length in seconds (0.36 s at 0.04 s -> 9); at least 1."""
@@ -22,7 +24,7 @@ def filter_sizes(lengths_s: Sequence[float], hop_s: float) -> list[int]:
 def median_filter(
     scores: np.ndarray,
     length_s: float | Sequence[float] | Mapping[str, float] | None,
-    hop_s: float = 0.04,
+    hop_s: float = FRAME_HOP_S,
     labels: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Class-wise median filter over time, as upstream (``scipy.ndimage.median_filter``, mode ``reflect``).

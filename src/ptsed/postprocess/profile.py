@@ -78,7 +78,7 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (the file's content and the checkpoint's ``postprocess`` entry)."""
-        from ptsed import __version__
+        from ptsed._version import __version__
 
         return {
             "format": PROFILE_FORMAT,

@@ -23,7 +23,7 @@ import torch
 
 from ptsed.core.errors import ConfigError
 from ptsed.data.audioset import CLIP_S, AudioSetHDF5, AudioSetStrong, frame_targets, open_audio
-from ptsed.evaluation.annotations import Events
+from ptsed.io.annotations import Events
 
 AudioPaths = str | Path | Sequence[str | Path]
 

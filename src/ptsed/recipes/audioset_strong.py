@@ -347,7 +347,7 @@ class _ScoreSource:
         return list(self.collected.logits)
 
     def read(self, name: str, duration_s: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        from ptsed.postprocess.decode import frame_times
+        from ptsed.core.frames import frame_times
 
         x = self.collected.logits[name].astype(np.float32)
         scores = (1.0 / (1.0 + np.exp(-x))).T
@@ -765,7 +765,7 @@ def train(
     if module.last_result is not None:
         module.last_result.save(output / "eval", plot=False)
     if not evaluate_only:
-        from ptsed.recipes.export import export_model
+        from ptsed.release.export import export_model
 
         trained = module.model.cpu().eval()
         info = {

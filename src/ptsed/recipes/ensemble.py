@@ -306,7 +306,7 @@ def ensemble_logits(
     """
     import torch
 
-    import ptsed
+    from ptsed._version import __version__
     from ptsed.inference.predictor import PRECISIONS, load_model, resolve_device
     from ptsed.recipes.audioset_data import ForkSafeAudio
 
@@ -337,7 +337,7 @@ def ensemble_logits(
         "clip_s": float(clip_s),
         "frame_hop_s": float(first.frame_hop_s),
         "averaged": "logits",
-        "ptsed_version": ptsed.__version__,
+        "ptsed_version": __version__,
     }
     start = time.perf_counter()
     summary = EnsembleSummary(Path(output))

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ptsed.core.frames import FRAME_HOP_S, frame_times
 from ptsed.core.types import FrameScores
 from ptsed.evaluation.tuning import COLLAR, MEDIAN_GRID_S
 from ptsed.postprocess.pipeline import DEFAULT_MEDIAN_FILTER_S, DEFAULT_THRESHOLD
@@ -56,7 +57,7 @@ def reference_from_dataset(dataset: Any) -> Reference:
     ``durations`` (``{filename: seconds}``) attributes. Only strongly labelled files are kept; overlapping
     events of one class are merged (sed_scores_eval refuses them).
     """
-    from ptsed.evaluation.annotations import merge_overlapping_events
+    from ptsed.io.annotations import merge_overlapping_events
 
     base = getattr(dataset, "dataset", dataset)
     if hasattr(base, "ground_truth") and hasattr(base, "durations"):
@@ -107,7 +108,7 @@ class WindowStitcher:
     """Collects window predictions (B, K, T) of many files and stitches them per file exactly as ``ptsed
     detect`` does: the same :class:`~ptsed.inference.windows.Stitcher`, the same number of output frames
     (:func:`~ptsed.inference.windows.output_frames`) and the same frame timestamps
-    (:func:`~ptsed.postprocess.decode.frame_times`). Given the windows detect cuts (the model's window, a
+    (:func:`~ptsed.core.frames.frame_times`). Given the windows detect cuts (the model's window, a
     hop of half a window: :func:`~ptsed.inference.windows.default_hop_frames`), the scores equal detect's.
 
     Args:
@@ -116,7 +117,7 @@ class WindowStitcher:
         stitch: ``"centre"`` (detect's default) or ``"mean"`` (see :mod:`ptsed.inference.windows`).
     """
 
-    def __init__(self, labels: Sequence[str], hop_s: float = 0.04, stitch: str = "centre") -> None:
+    def __init__(self, labels: Sequence[str], hop_s: float = FRAME_HOP_S, stitch: str = "centre") -> None:
         from ptsed.inference.windows import STITCH_MODES
 
         if stitch not in STITCH_MODES:
@@ -150,7 +151,6 @@ class WindowStitcher:
         """``{filename: FrameScores}`` (T, K) on detect's frame grid; a file's length is its duration in
         ``durations`` when given, else the end of the real audio of its last window."""
         from ptsed.inference.windows import Stitcher, output_frames
-        from ptsed.postprocess.decode import frame_times
 
         out = {}
         for name, parts in self._parts.items():

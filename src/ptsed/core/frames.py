@@ -1,4 +1,10 @@
-"""Frame targets on a model's frame grid from strong labels (events in seconds)."""
+"""The frame grid every ptsed model shares: its hop, frame timestamps and frame targets from events.
+
+Every model of the zoo outputs one frame per ``FRAME_HOP_S`` seconds (40 ms; upstream's 160-sample hop at
+16 kHz, pooled by 4). The frame timestamps (:func:`frame_times`) and the event-to-frame targets
+(:func:`events_to_frame_targets`) are written once here and used by models, inference, post-processing,
+data loaders and evaluation alike. Pure numpy: no torch.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,30 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+FRAME_HOP_S = 0.04
+"""Hop of the output frames of every ptsed model, in seconds."""
+
+
+def frame_times(num: int, hop_s: float, duration_s: float | None = None) -> np.ndarray:
+    """Frame boundaries ``i * hop_s`` for ``i = 0 .. num - 1`` in seconds, float64, clipped to ``duration_s``.
+
+    Each value is one correctly rounded division of integers (0.04 s frames: ``i / 25``, which equals
+    upstream's ``i * 4 / 100``), so the times print as short decimals (``10.32``, not ``10.320000000000002``).
+    """
+    from fractions import Fraction
+
+    frac = Fraction(hop_s).limit_denominator(1_000_000)
+    t = np.arange(num, dtype=np.float64) * frac.numerator / frac.denominator
+    if duration_s is not None:
+        np.clip(t, 0.0, duration_s, out=t)
+    return t
+
 
 def events_to_frame_targets(
     events: Iterable[tuple[float, float, str]],
     labels: Sequence[str] | Mapping[str, int],
     num_frames: int,
-    hop_s: float = 0.04,
+    hop_s: float = FRAME_HOP_S,
     *,
     offset_s: float = 0.0,
     ignore_unknown: bool = True,

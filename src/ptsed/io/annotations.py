@@ -1,5 +1,7 @@
 """Readers for strong labels, detections and clip durations, and the rules that match clip names.
 
+The shared vocabulary of the data loaders (:mod:`ptsed.data`) and the evaluation (:mod:`ptsed.evaluation`).
+
 Every reader returns plain Python data keyed by **clip id**: the file name without folders and without
 extension (``"audio/eval/Y-0BIyqJj9ZU.wav"`` -> ``"Y-0BIyqJj9ZU"``). AudioSet segment ids
 (``"<youtube id>_<start ms>"``) name the clip ``"Y<youtube id>"``, as AudioSet's audio files are named.
@@ -9,7 +11,8 @@ Formats:
 
 - DCASE strong labels / detections: TSV with the header ``filename onset offset event_label`` (rows
   with an empty label list a clip without events).
-- AudioSet strong labels (Google's ``audioset_{train,eval}_strong.tsv``): see :mod:`ptsed.data.audioset`.
+- AudioSet strong labels (Google's ``audioset_{train,eval}_strong.tsv``, columns ``segment_id,
+  start_time_seconds, end_time_seconds, label``): :func:`read_audioset_strong`; the labels are MIDs.
 - Durations: a DCASE TSV with the header ``filename duration``, or the headerless CSV
   ``Y<id>,duration`` of AudioSet eval.
 """
@@ -20,7 +23,7 @@ import csv
 import io
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ptsed.core.errors import ConfigError
@@ -183,15 +186,93 @@ def read_dcase_events(path: str | Path, *, merge: bool = True) -> tuple[dict[str
     return out, {"events_merged": n_merged, "events_zero_length": n_zero}
 
 
+def read_audioset_strong(
+    path: str | Path, *, mid_to_name: Mapping[str, str] | None = None, merge: bool = True
+) -> tuple[dict[str, Events], dict]:
+    """Google's AudioSet strong labels, per clip, with class names.
+
+    Reads ``segment_id, start_time_seconds, end_time_seconds, label`` (tab- or comma-separated, with that
+    header). Labels are MIDs, mapped with ``mid_to_name`` (``None``: no mapping; the AudioSet vocabularies
+    give one: :func:`ptsed.data.audioset.mid_to_name_map`); a MID that is not in it stays as it is and is
+    counted in ``info["unknown_mids"]``.
+
+    Args:
+        path: the TSV (or CSV) file.
+        mid_to_name: MID -> class name.
+        merge: merge overlapping or touching events of one class (upstream does, before evaluation and
+            before encoding targets).
+
+    Returns:
+        (clip id ``Y<id>`` -> events sorted by onset, info with ``events_merged``, ``events_zero_length``
+        (dropped), ``unknown_mids`` (sorted list) and ``segments``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"AudioSet label file {str(path)!r} does not exist")
+    if mid_to_name is None:
+        mid_to_name = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        first = fh.readline()
+        fh.seek(0)
+        delim = "\t" if "\t" in first else ","
+        reader = csv.reader(fh, delimiter=delim)
+        header = [c.strip() for c in next(reader, [])]
+        need = ("segment_id", "start_time_seconds", "end_time_seconds", "label")
+        if not set(need) <= set(header):
+            raise ConfigError(
+                f"{str(path)!r} is not an AudioSet strong-label file: its header is {header}, expected {need}"
+            )
+        i_seg, i_on, i_off, i_lab = (header.index(c) for c in need)
+        out: dict[str, Events] = {}
+        segments: set[str] = set()
+        unknown: set[str] = set()
+        n_zero = 0
+        for line, row in enumerate(reader, start=2):
+            if not row or not any(c.strip() for c in row):
+                continue
+            try:
+                seg, mid = row[i_seg].strip(), row[i_lab].strip()
+                onset, offset = float(row[i_on]), float(row[i_off])
+                cid = audioset_clip_id(seg)
+            except (IndexError, ValueError) as err:
+                raise ConfigError(f"{str(path)!r}, line {line}: bad row {row} ({err})") from None
+            if offset < onset:
+                raise ConfigError(f"{str(path)!r}, line {line}: offset {offset} is before onset {onset}")
+            segments.add(seg)
+            events = out.setdefault(cid, [])
+            if offset == onset:
+                n_zero += 1
+                continue
+            name = mid_to_name.get(mid)
+            if name is None:
+                unknown.add(mid)
+                name = mid
+            events.append((onset, offset, name))
+    n_merged = 0
+    if merge:
+        for cid, events in out.items():
+            out[cid], n = merge_overlapping_events(events)
+            n_merged += n
+    info = {
+        "events_merged": n_merged,
+        "events_zero_length": n_zero,
+        "unknown_mids": sorted(unknown),
+        "segments": len(segments),
+    }
+    return out, info
+
+
 def read_ground_truth(
-    path: str | Path, *, mid_to_name: Mapping[str, str] | None = None
+    path: str | Path, *, mid_to_name: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None
 ) -> tuple[dict[str, Events], dict]:
     """Strong labels of any supported format, merged per class.
 
     Args:
         path: a DCASE strong-label TSV or an AudioSet strong-label TSV (labels are MIDs, mapped to names
-            with ``mid_to_name``, by default the AudioSet vocabularies of :mod:`ptsed.hub.labels`).
-        mid_to_name: MID -> class name for the AudioSet format.
+            with ``mid_to_name``).
+        mid_to_name: MID -> class name for the AudioSet format, or a function returning it (called only
+            for an AudioSet file; ``ptsed evaluate`` passes :func:`ptsed.data.audioset.mid_to_name_map`, the
+            AudioSet vocabularies). ``None``: MIDs stay as they are.
 
     Returns:
         (clip id -> events, info) where info holds ``format``, ``events_merged``, ``events_zero_length``
@@ -199,9 +280,8 @@ def read_ground_truth(
     """
     fmt = sniff_label_format(path)
     if fmt == "audioset":
-        from ptsed.data.audioset import read_strong_labels
-
-        labels, info = read_strong_labels(path, mid_to_name=mid_to_name)
+        mapping = mid_to_name() if callable(mid_to_name) else mid_to_name
+        labels, info = read_audioset_strong(path, mid_to_name=mapping)
     else:
         labels, info = read_dcase_events(path)
     return labels, {"format": fmt, **info}

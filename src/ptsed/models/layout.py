@@ -1,4 +1,7 @@
-"""Checking that a released checkpoint file has the key/shape layout of its model.
+"""Checking that a released checkpoint file has the key/shape layout of its model, and fetching verified files.
+
+The download code (:mod:`ptsed.hub.fetch`) knows nothing about the zoo; :func:`fetch_checkpoint`,
+:func:`check_cached` and :func:`fetch_many` here pass it :func:`verify_file` as its layout check.
 
 Upstream publishes no hashes, so what arrives is checked against the layout the code expects: the
 model of the checkpoint's architecture is built on the ``meta`` device (no memory, no time), its state
@@ -23,6 +26,7 @@ from typing import Any
 from ptsed.core.errors import CheckpointError
 from ptsed.heads.sed_head import HeadConfig
 from ptsed.hub import checkpoint as ckpt
+from ptsed.hub import fetch as hub_fetch
 
 OPTIONAL_PREFIXES = ("frontend.",)
 """ptsed keys that a released file may lack (buffers ptsed computes itself)."""
@@ -226,3 +230,18 @@ def identify(state: Mapping[str, Any], source: str, name: str | None = None) -> 
         f"checkpoint {source!r} is neither a ptsed checkpoint nor a released file of a known model "
         f"family{first}; the families are: {known}"
     )
+
+
+def fetch_checkpoint(spec: Any, progress: bool = True, *, verify: bool = False) -> Path:
+    """:func:`ptsed.hub.fetch.fetch_checkpoint` with the layout check of the zoo (:func:`verify_file`)."""
+    return hub_fetch.fetch_checkpoint(spec, progress, check_layout=verify_file, verify=verify)
+
+
+def check_cached(spec: Any, *, full: bool = False) -> str | None:
+    """:func:`ptsed.hub.fetch.check_cached` with the layout check of the zoo (:func:`verify_file`)."""
+    return hub_fetch.check_cached(spec, check_layout=verify_file, full=full)
+
+
+def fetch_many(specs: Any, *, verify: bool = False, progress: bool = True) -> list[hub_fetch.FetchResult]:
+    """:func:`ptsed.hub.fetch.fetch_many` with the layout check of the zoo (:func:`verify_file`)."""
+    return hub_fetch.fetch_many(specs, check_layout=verify_file, verify=verify, progress=progress)
