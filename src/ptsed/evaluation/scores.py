@@ -307,18 +307,3 @@ def events_to_scores(
         if k is not None:
             out[(mids > on) & (mids < off), k] = 1.0
     return out, ts
-
-
-def store_from_events(
-    detections: Mapping[str, Sequence[tuple[float, float, str]]],
-    clips: Iterable[str],
-    labels: Sequence[str],
-    durations: Mapping[str, float],
-    **store_kwargs,
-) -> ScoreStore:
-    """A :class:`ScoreStore` of 0/1 scores from detected events (clips without detections score 0)."""
-    store = ScoreStore(labels, **store_kwargs)
-    for clip in clips:
-        scores, ts = events_to_scores(detections.get(clip, []), labels, durations[clip])
-        store.add(clip, scores, ts)
-    return store.finalize()

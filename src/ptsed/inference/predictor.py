@@ -174,9 +174,6 @@ class _Job:
     started: float = field(default_factory=time.perf_counter)
 
 
-_DONE = object()
-
-
 class Predictor:
     """Runs one model, or an ensemble, over audio of any length.
 

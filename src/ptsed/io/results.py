@@ -41,6 +41,7 @@ import numpy as np
 
 from ptsed.core.errors import ConfigError, PtsedError
 from ptsed.core.files import atomic_write, atomic_write_text, temporary_name, write_error  # noqa: F401 - old home
+from ptsed.core.frames import FRAME_HOP_S
 from ptsed.core.types import Event, FrameScores
 from ptsed.io.scores_tsv import (  # noqa: F401 - scores_tsv_text, valid_frames: their old home
     format_time,
@@ -729,7 +730,7 @@ def _frame_scores_from_arrays(
             labels,
             source=source,
             channel=None if int(c) < 0 else int(c),
-            meta={"hop_s": float(np.round(timestamps[1] - timestamps[0], 9)) if len(timestamps) > 1 else 0.04},
+            meta={"hop_s": float(np.round(timestamps[1] - timestamps[0], 9)) if len(timestamps) > 1 else FRAME_HOP_S},
         )
         for s, c in zip(scores3, channels, strict=True)
     ]

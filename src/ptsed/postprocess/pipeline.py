@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ptsed.core.errors import ConfigError
+from ptsed.core.frames import FRAME_HOP_S
 from ptsed.core.types import Event, FrameScores
 from ptsed.postprocess.decode import decode_events, did_you_mean, per_class
 from ptsed.postprocess.filters import filter_sizes, median_filter
@@ -361,4 +362,4 @@ def _hop_of(fs: FrameScores) -> float:
         return float(hop)
     if fs.timestamps.size >= 3:
         return float(np.round(fs.timestamps[1] - fs.timestamps[0], 9))
-    return 0.04
+    return FRAME_HOP_S

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ptsed.core.errors import CheckpointError, ConfigError
+from ptsed.core.files import atomic_write
 from ptsed.models.sed_model import SEDModel
 
 FORMATS = ("ptsed", "released")
@@ -64,10 +65,8 @@ def export_model(model: SEDModel, path: str | Path, fmt: str = "ptsed", **extra:
     if fmt == "ptsed":
         return save_checkpoint(model, path, **extra)
     state = released_state_dict(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
     return path
 
 
