@@ -222,6 +222,9 @@ def register(subparsers: Any) -> None:
         "--include", action="append", metavar="NAME|FILE", help="report only these classes (repeatable, or a file)"
     )
     pp.add_argument("--exclude", action="append", metavar="NAME|FILE", help="never report these classes")
+    from ptsed.cli.vocabulary import add_vocabulary_arguments
+
+    add_vocabulary_arguments(p, include_exclude=False)
     p.set_defaults(func=run)
 
 
@@ -327,6 +330,7 @@ def run(args: argparse.Namespace) -> int:
     from ptsed.inference.batch import run_batch
     from ptsed.io.results import DETECT_WRITERS, parse_formats
     from ptsed.postprocess.pipeline import PostProcessor
+    from ptsed.postprocess.transforms import check_classes
 
     formats = parse_formats(args.format, DETECT_WRITERS)
     require_outputs(formats, plot=args.plot, what="ptsed detect")
@@ -356,19 +360,27 @@ def run(args: argparse.Namespace) -> int:
         files = find_score_files(args.inputs, recursive=not args.no_recursive)
         if files is None:
             raise ConfigError("give a model with --model NAME (see `ptsed models`)")
-        if profile is not None:
+        predictor: Any = ScoreReplay(PostProcessor(**postprocess), files)
+        if profile is not None or args.rollup or args.class_map or args.include or args.exclude:
+            from ptsed.cli.vocabulary import apply_to_predictor
             from ptsed.io.results import read_frame_scores
 
-            profile.check_labels(read_frame_scores(files[0].path)[0].labels, f"profile {args.postprocess!r}")
-        predictor: Any = ScoreReplay(PostProcessor(**postprocess), files)
+            reported = apply_to_predictor(args, predictor, read_frame_scores(files[0].path)[0].labels)
+            if profile is not None:
+                profile.check_labels(reported, f"profile {args.postprocess!r}")
+            check_classes(predictor.postprocess, reported)
         sources = files
         extra: dict[str, Any] = {}
     else:
         predictor = build_predictor(args, postprocess)
         sources = sources_from_args(args)
         extra = checkpoint_settings(args)
+        from ptsed.cli.vocabulary import apply_to_predictor
+
+        reported = apply_to_predictor(args, predictor, predictor.labels)  # class names checked before inference
         if profile is not None:
-            profile.check_labels(predictor.labels, f"profile {args.postprocess!r}")
+            profile.check_labels(reported, f"profile {args.postprocess!r}")
+        check_classes(predictor.postprocess, reported)
         if predictor.postprocess_from_checkpoint and not args.quiet:
             names = {
                 "threshold": ("thresholds", "--threshold"),

@@ -72,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"lowest threshold ever chosen (default {MIN_THRESHOLD}): near-zero thresholds flood the output",
     )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
+    from ptsed.cli.vocabulary import add_vocabulary_arguments
+
+    add_vocabulary_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -111,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         source = make_source(scores=args.scores)
         fitted_on["scores"] = str(args.scores)
+    from ptsed.cli.vocabulary import transform_source
+
+    source = transform_source(args, source)  # class names checked before inference
+    if getattr(source, "transform", None) is not None:
+        fitted_on["transform"] = source.transform.settings()
     scores, truth, notes = read_dev_set(source, gt, durations, progress=args.progress)
     unknown = sorted({e[2] for events in truth.values() for e in events} - set(source.labels))
     if unknown:

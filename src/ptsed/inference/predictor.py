@@ -579,7 +579,7 @@ class Predictor:
             result.events.extend(self.postprocess.events(fs, filename=job.name))
         if task != "embed" and len(job.stitchers) > 1 and self.postprocess.sort == "onset":
             index = {lab: i for i, lab in enumerate(self.labels)}
-            result.events.sort(key=lambda e: (e.onset, index[e.label], e.channel or 0))
+            result.events.sort(key=lambda e: (e.onset, index.get(e.label, len(index)), e.channel or 0))
         return result
 
     def _run(
