@@ -150,3 +150,22 @@ def test_evaluate_and_tune_map_classes(tmp_path: Path, capsys) -> None:  # noqa:
     assert main([*tune, "--class-map", str(cmap), "--median-grid", "0"]) == 0
     data = json.loads(profile.read_text())
     assert list(data["objective"]["per_class"]) == ["voice"] and data["fitted_on"]["transform"]["class_map"]
+
+
+def test_per_class_values_stored_in_a_checkpoint_follow_the_map(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from ptsed.cli.vocabulary import apply_to_predictor
+    from ptsed.postprocess.transforms import check_classes
+
+    cmap = tmp_path / "map.tsv"
+    cmap.write_text("Speech\tvoice\nMusic\tvoice\n")
+    stored = PostProcessor(threshold={"Speech": 0.3, "Music": 0.4})
+    predictor = SimpleNamespace(postprocess=stored, postprocess_from_checkpoint=["threshold"])
+    args = SimpleNamespace(rollup=False, class_map=str(cmap), include=None, exclude=None)
+    reported = apply_to_predictor(args, predictor, ["Speech", "Music", "Dog"])
+    assert reported == ["voice"] and predictor.postprocess.threshold == {}
+    check_classes(predictor.postprocess, reported)  # the model's class names no longer stop the run
+    given = SimpleNamespace(postprocess=stored, postprocess_from_checkpoint=[])  # the user's own file: an error
+    with pytest.raises(ConfigError, match="unknown class 'Speech' in the per-class thresholds"):
+        check_classes(with_transform(given.postprocess, ClassMap.read(cmap)), ["voice"])
