@@ -184,7 +184,7 @@ def register(subparsers: Any) -> None:
         default="tsv",
         metavar="LIST",
         help="comma-separated: tsv (DCASE events.tsv), csv, json, audacity, raven, scores (sed_scores_eval "
-        "TSVs), scores_filtered, npz, h5 (default: tsv)",
+        "TSVs), scores_filtered, scores_sebb (with --decoder csebb), npz, h5 (default: tsv)",
     )
     o.add_argument("--per-file", action="store_true", help="tsv/csv/json: one event file per input (events/)")
     o.add_argument("--plot", action="store_true", help="write plots/<name>.png (spectrogram, scores, events)")
@@ -225,6 +225,9 @@ def register(subparsers: Any) -> None:
     from ptsed.cli.vocabulary import add_vocabulary_arguments
 
     add_vocabulary_arguments(p, include_exclude=False)
+    from ptsed.cli.decoder import add_decoder_arguments
+
+    add_decoder_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -325,6 +328,7 @@ def describe_models(args: argparse.Namespace, predictor: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ptsed.cli.decoder import apply_decoder
     from ptsed.core.errors import ConfigError
     from ptsed.extras import require_outputs
     from ptsed.inference.batch import run_batch
@@ -369,6 +373,7 @@ def run(args: argparse.Namespace) -> int:
             if profile is not None:
                 profile.check_labels(reported, f"profile {args.postprocess!r}")
             check_classes(predictor.postprocess, reported)
+        apply_decoder(args, predictor, formats)
         sources = files
         extra: dict[str, Any] = {}
     else:
@@ -381,6 +386,7 @@ def run(args: argparse.Namespace) -> int:
         if profile is not None:
             profile.check_labels(reported, f"profile {args.postprocess!r}")
         check_classes(predictor.postprocess, reported)
+        apply_decoder(args, predictor, formats)
         if predictor.postprocess_from_checkpoint and not args.quiet:
             names = {
                 "threshold": ("thresholds", "--threshold"),

@@ -232,6 +232,9 @@ def with_transform(postprocessor: PostProcessor, transform: ScoreTransform | Non
     """``postprocessor`` with ``transform`` applied before it (the same object when ``transform`` is None)."""
     if transform is None:
         return postprocessor
+    if isinstance(postprocessor, TransformingPostProcessor):  # keeps its class (e.g. the cSEBB decoder)
+        before = postprocessor.transform
+        return postprocessor.with_options(transform=transform if before is None else before | transform)
     values = {f.name: getattr(postprocessor, f.name) for f in fields(postprocessor) if f.init and f.name != "_cache"}
     values["transform"] = transform
     return TransformingPostProcessor(**values)
