@@ -107,4 +107,46 @@ def test_detect_csebb_writes_events_and_box_scores(tmp_path: Path, capsys) -> No
     settings = json.loads((out / "ptsed_settings.json").read_text())
     assert "csebb" in json.dumps(settings)
     assert main(["detect", str(WAV), "--model", "demo", "-f", "scores_sebb", "-o", str(tmp_path / "o2")]) == 2
-    assert "--format scores_sebb need(s) --decoder csebb" in capsys.readouterr().err
+    assert "--format scores_sebb needs --decoder csebb" in capsys.readouterr().err
+
+
+def _weak_dev_set(tmp_path: Path) -> tuple[Path, Path]:
+    """Score files where the events score 0.4 (below the default threshold 0.5), with their ground truth."""
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    rng = np.random.default_rng(1)
+    gt = ["filename\tonset\toffset\tevent_label"]
+    for clip in range(3):
+        y = np.clip(_curve([(20 + clip * 5, 60 + clip * 5, 0.4)], 250) + 0.02 * rng.standard_normal(250), 0, 1)
+        fs = _fs(y, _curve([], 250), labels=["bell", "other"])
+        fs.to_dataframe().to_csv(scores / f"c{clip}.tsv", sep="\t", index=False)
+        gt.append(f"c{clip}.wav\t{(20 + clip * 5) / 25}\t{(60 + clip * 5) / 25}\tbell")
+    (tmp_path / "gt.tsv").write_text("\n".join(gt) + "\n")
+    return scores, tmp_path / "gt.tsv"
+
+
+def test_tune_fits_box_thresholds_and_detect_applies_the_profile(tmp_path: Path) -> None:
+    pytest.importorskip("sed_scores_eval")
+    from ptsed.postprocess.profile import load_profile
+
+    scores, gt = _weak_dev_set(tmp_path)
+    out = tmp_path / "p.json"
+    cmd = ["tune", "--scores", str(scores), "--ground-truth", str(gt), "--output", str(out), "--decoder", "csebb"]
+    assert main([*cmd, "--step-grid", "0.24,0.48"]) == 0
+    profile = load_profile(out)
+    assert profile.decoder == "csebb" and profile.fitted == ["bell"]
+    assert 0.05 <= profile.thresholds["bell"] < 0.4 and profile.extra["step_filter_s"]["bell"] in (0.24, 0.48)
+    assert profile.objective["value"] == pytest.approx(1.0) and profile.objective["default_value"] == 0.0
+    from types import SimpleNamespace
+
+    from ptsed.cli.decoder import apply_decoder
+    from ptsed.postprocess.pipeline import PostProcessor
+
+    predictor = SimpleNamespace(postprocess=PostProcessor(**profile.apply({})))
+    args = SimpleNamespace(decoder=None, step_filter=None, merge_threshold=None, sebb_confidence=None)
+    apply_decoder(args, predictor, ["tsv"], profile)  # a csebb profile selects the decoder and its settings
+    assert isinstance(predictor.postprocess, CSEBB)
+    assert predictor.postprocess.step_filter_s == profile.extra["step_filter_s"]
+    y = _fs(_curve([(20, 60, 0.4)], 250), _curve([], 250), labels=["bell", "other"])
+    assert [(e.label, e.onset, e.offset) for e in predictor.postprocess.events(y)] == [("bell", 0.8, 2.4)]
+    assert main([*cmd[:-2], "--step-grid", "0.24", "--sebb-confidence", "max"]) == 2  # csebb options alone

@@ -373,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
             if profile is not None:
                 profile.check_labels(reported, f"profile {args.postprocess!r}")
             check_classes(predictor.postprocess, reported)
-        apply_decoder(args, predictor, formats)
+        apply_decoder(args, predictor, formats, profile)
         sources = files
         extra: dict[str, Any] = {}
     else:
@@ -386,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
         if profile is not None:
             profile.check_labels(reported, f"profile {args.postprocess!r}")
         check_classes(predictor.postprocess, reported)
-        apply_decoder(args, predictor, formats)
+        apply_decoder(args, predictor, formats, profile)
         if predictor.postprocess_from_checkpoint and not args.quiet:
             names = {
                 "threshold": ("thresholds", "--threshold"),

@@ -24,7 +24,7 @@ is computed on the boxes as the paper does. All durations are in seconds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ import numpy as np
 
 from ptsed.core.errors import ConfigError
 from ptsed.core.types import Event, FrameScores
+from ptsed.postprocess.decode import per_class
 from ptsed.postprocess.pipeline import _hop_of
 from ptsed.postprocess.transforms import TransformingPostProcessor
 
@@ -108,13 +109,14 @@ class CSEBB(TransformingPostProcessor):
     ``median_filter_s`` the boxes do not use (the step filter smooths).
 
     Attributes:
-        step_filter_s: length of the step filter window in seconds (both halves together).
+        step_filter_s: length of the step filter window in seconds (both halves together): one for all classes,
+            or a mapping label -> seconds (classes not in it use :data:`DEFAULT_STEP_FILTER_S`).
         merge_threshold: neighbouring segments whose mean scores differ by less than this are merged.
         confidence: ``"mean"`` or ``"max"`` score of a box's frames.
         min_step: smallest change the step filter must show to cut the curve.
     """
 
-    step_filter_s: float = DEFAULT_STEP_FILTER_S
+    step_filter_s: float | Mapping[str, float] = DEFAULT_STEP_FILTER_S
     merge_threshold: float = DEFAULT_MERGE_THRESHOLD
     confidence: str = "mean"
     min_step: float = 1e-3
@@ -123,17 +125,26 @@ class CSEBB(TransformingPostProcessor):
         super().__post_init__()
         if self.confidence not in CONFIDENCES:
             raise ConfigError(f"confidence must be one of {', '.join(CONFIDENCES)}, not {self.confidence!r}")
-        if not self.step_filter_s > 0:
-            raise ConfigError(f"the step filter length must be > 0 s, not {self.step_filter_s}")
+        lengths = self.step_filter_s.values() if isinstance(self.step_filter_s, Mapping) else [self.step_filter_s]
+        if not all(float(v) > 0 for v in lengths):
+            raise ConfigError(f"step filter lengths must be > 0 s, not {self.step_filter_s}")
         if self.merge_threshold < 0:
             raise ConfigError(f"the merge threshold must be >= 0, not {self.merge_threshold}")
 
     # -- boxes ---------------------------------------------------------------------------------------
-    def class_boxes(self, y: np.ndarray, timestamps: np.ndarray, hop_s: float) -> list[Box]:
-        """All candidate boxes of one class's scores ``y`` (T,), frame boundaries ``timestamps`` (T + 1,)."""
+    def step_lengths(self, labels: Sequence[str]) -> np.ndarray:
+        """(K,) step filter length of every class, seconds."""
+        return per_class(self.step_filter_s, labels, DEFAULT_STEP_FILTER_S, "step filter length")
+
+    def class_boxes(
+        self, y: np.ndarray, timestamps: np.ndarray, hop_s: float, step_filter_s: float | None = None
+    ) -> list[Box]:
+        """All candidate boxes of one class's scores ``y`` (T,), frame boundaries ``timestamps`` (T + 1,);
+        ``step_filter_s`` defaults to the one length of :attr:`step_filter_s`."""
         if len(y) == 0:
             return []
-        half = max(1, round(self.step_filter_s / hop_s / 2))
+        length = step_filter_s if step_filter_s is not None else self.step_lengths(["_"])[0]
+        half = max(1, round(length / hop_s / 2))
         cuts = change_points(step_filter(y, half), self.min_step)
         reduce = np.mean if self.confidence == "mean" else np.max
         return [(float(timestamps[a]), float(timestamps[b]), float(reduce(y[a:b]))) for a, b in segment(
@@ -143,8 +154,10 @@ class CSEBB(TransformingPostProcessor):
     def boxes(self, frame_scores: FrameScores) -> dict[str, list[Box]]:
         """Candidate boxes of every class (after the transform), label -> boxes in time order."""
         fs = self._apply(frame_scores)
-        hop = _hop_of(fs)
-        return {lab: self.class_boxes(fs.scores[:, k], fs.timestamps, hop) for k, lab in enumerate(fs.labels)}
+        hop, steps = _hop_of(fs), self.step_lengths(fs.labels)
+        return {
+            lab: self.class_boxes(fs.scores[:, k], fs.timestamps, hop, steps[k]) for k, lab in enumerate(fs.labels)
+        }
 
     def score_table(self, frame_scores: FrameScores) -> FrameScores:
         """The boxes as a sed_scores_eval score table: rows between the union of all box boundaries, each
@@ -168,12 +181,12 @@ class CSEBB(TransformingPostProcessor):
         fs = self._apply(frame_scores)
         r = self._resolved(fs.labels)
         classes = np.arange(len(fs.labels)) if r["classes"] is None else r["classes"]
-        hop = _hop_of(fs)
+        hop, steps = _hop_of(fs), self.step_lengths(fs.labels)
         name = fs.source if filename is None else filename
         out: list[Event] = []
         for k in classes:
             kept: list[list[float]] = []
-            for on, off, conf in self.class_boxes(fs.scores[:, k], fs.timestamps, hop):
+            for on, off, conf in self.class_boxes(fs.scores[:, k], fs.timestamps, hop, steps[k]):
                 if conf <= r["thresholds"][k]:
                     continue
                 if kept and abs(kept[-1][1] - on) < 1e-9:
@@ -195,7 +208,7 @@ class CSEBB(TransformingPostProcessor):
         return {
             **super().settings(),
             "decoder": "csebb",
-            "step_filter_s": self.step_filter_s,
+            "step_filter_s": dict(step) if isinstance(step := self.step_filter_s, Mapping) else step,
             "merge_threshold": self.merge_threshold,
             "confidence": self.confidence,
             "min_step": self.min_step,
