@@ -268,6 +268,8 @@ class TransformedSource:
         return self._apply(self._source.read(name, duration_s))
 
     def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") or attr == "_source":  # copies and pickles look these up before __init__
+            raise AttributeError(attr)
         inner = getattr(self._source, attr)
         if attr != "iter_read":
             return inner
