@@ -169,3 +169,27 @@ def test_per_class_values_stored_in_a_checkpoint_follow_the_map(tmp_path: Path) 
     given = SimpleNamespace(postprocess=stored, postprocess_from_checkpoint=[])  # the user's own file: an error
     with pytest.raises(ConfigError, match="unknown class 'Speech' in the per-class thresholds"):
         check_classes(with_transform(given.postprocess, ClassMap.read(cmap)), ["voice"])
+
+
+def test_evaluate_model_with_a_class_map_filters_as_detect_does(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import warnings
+
+    import soundfile as sf
+
+    from test_tune import _tiny_checkpoint, register_tiny_arch
+
+    register_tiny_arch(monkeypatch)
+    ckpt = _tiny_checkpoint(tmp_path / "stored.pt", {"median_filter_s": {"beep": 0.6, "chirp": 0.12}})
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "a.wav", np.random.default_rng(1).standard_normal(16000).astype(np.float32), 8000)
+    (tmp_path / "gt.tsv").write_text("filename\tonset\toffset\tevent_label\na.wav\t0.5\t1.2\tbirdish\n")
+    cmap = tmp_path / "map.tsv"
+    cmap.write_text("beep\tbeep\nchirp\tbirdish\nnoise_burst\tbirdish\n")
+    args = ["evaluate", "--ground-truth", str(tmp_path / "gt.tsv"), "--audio", str(tmp_path / "audio"), "--no-plot",
+            "--metrics", "psds1", "--device", "cpu", "--model", str(ckpt), "--class-map", str(cmap),
+            "--output", str(tmp_path / "e")]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(args) == 0
+    settings = json.loads((tmp_path / "e" / "summary.json").read_text())["settings"]
+    assert settings["median_filter_s"] == {"beep": 0.6, "birdish": 0.36}  # merged classes: detect's default

@@ -175,6 +175,11 @@ def run(args: argparse.Namespace) -> int:
     kwargs = {} if args.median_filter is None else {"median_filter_s": args.median_filter or None}
     if model is not None and args.median_filter is None and protocol.median_filter_s is None:
         kwargs["median_filter_s"] = detect_median_filter(model)
+        if isinstance(kwargs["median_filter_s"], dict) and list(source.labels) != list(model.labels):
+            from ptsed.postprocess.pipeline import DEFAULT_MEDIAN_FILTER_S  # transformed classes: as detect does
+
+            stored = kwargs["median_filter_s"]
+            kwargs["median_filter_s"] = {c: stored.get(c, DEFAULT_MEDIAN_FILTER_S) for c in source.labels}
     result = evaluate(
         source,
         gt,
