@@ -150,3 +150,8 @@ def test_tune_fits_box_thresholds_and_detect_applies_the_profile(tmp_path: Path)
     y = _fs(_curve([(20, 60, 0.4)], 250), _curve([], 250), labels=["bell", "other"])
     assert [(e.label, e.onset, e.offset) for e in predictor.postprocess.events(y)] == [("bell", 0.8, 2.4)]
     assert main([*cmd[:-2], "--step-grid", "0.24", "--sebb-confidence", "max"]) == 2  # csebb options alone
+
+
+def test_frame_options_the_boxes_ignore_are_named(capsys) -> None:  # noqa: ANN001
+    assert main(["detect", str(WAV), "--model", "demo", "--decoder", "csebb", "--min-duration", "0.5", "-q"]) == 0
+    assert "warning: --min-duration do(es) not apply to cSEBB boxes" in capsys.readouterr().err

@@ -87,6 +87,14 @@ def apply_decoder(args: argparse.Namespace, predictor: Any, formats: Any, profil
         return
     from ptsed.postprocess.sebb import as_csebb
 
+    ignored = [o for o, v in (("--median-filter", getattr(args, "median_filter", None)),
+                              ("--min-duration", getattr(args, "min_duration", 0.0) or None),
+                              ("--merge-gap", getattr(args, "merge_gap", 0.0) or None),
+                              ("--top-k", getattr(args, "top_k", None))) if v is not None]  # fmt: skip
+    if ignored:
+        import sys
+
+        print(f"ptsed: warning: {', '.join(ignored)} do(es) not apply to cSEBB boxes and is ignored", file=sys.stderr)
     settings: dict[str, Any] = {}
     if profile is not None and profile.decoder == "csebb":
         from ptsed.evaluation.tuning_sebb import csebb_settings
