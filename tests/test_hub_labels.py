@@ -70,6 +70,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
         srv.serve(f"raw/{L.WEAK_INDICES_CSV}", _weak_csv(weak).encode())
         monkeypatch.setenv(fetch.LABELS_BASE_ENV, srv.url + "/raw/")
         monkeypatch.delenv("PTSED_LABELS_DIR", raising=False)
+        monkeypatch.setattr(L, "SHIPPED_DIR", Path("/nonexistent"))  # the download path, not the shipped files
         yield srv
 
 
@@ -159,6 +160,7 @@ def test_wrong_class_count_is_an_error(server: Server) -> None:
 
 def test_offline_labels_message(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PTSED_LABELS_DIR", raising=False)
+    monkeypatch.setattr(L, "SHIPPED_DIR", Path("/nonexistent"))
     base = refused_url()
     monkeypatch.setenv(fetch.LABELS_BASE_ENV, base)
     with pytest.raises(CheckpointError) as info:

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ptsed.cli.vocabulary import names_from_args
+
 EXAMPLES = """examples:
   ptsed detect rec.wav --model beats                          print the events as a table
   ptsed detect recordings/ --model atst_frame --output out/ --format tsv,scores,json
@@ -151,18 +153,6 @@ def _float_or_file(text: str) -> float | str:
         return text
 
 
-def _names(values: list[str] | None) -> list[str] | None:
-    """Class names from ``--include``/``--exclude``: names, or files with one name per line."""
-    if values is None:
-        return None
-    from ptsed.io.tables import read_lines
-
-    out: list[str] = []
-    for v in values:
-        out.extend(read_lines(v, "class list", comments=False) if Path(v).is_file() else [v])
-    return out
-
-
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "detect",
@@ -182,7 +172,7 @@ def register(subparsers: Any) -> None:
         default="tsv",
         metavar="LIST",
         help="comma-separated: tsv (DCASE events.tsv), csv, json, audacity, raven, scores (sed_scores_eval "
-        "TSVs), scores_filtered, npz, h5 (default: tsv)",
+        "TSVs), scores_filtered, scores_sebb (with --decoder csebb), npz, h5 (default: tsv)",
     )
     o.add_argument("--per-file", action="store_true", help="tsv/csv/json: one event file per input (events/)")
     o.add_argument("--plot", action="store_true", help="write plots/<name>.png (spectrogram, scores, events)")
@@ -220,6 +210,12 @@ def register(subparsers: Any) -> None:
         "--include", action="append", metavar="NAME|FILE", help="report only these classes (repeatable, or a file)"
     )
     pp.add_argument("--exclude", action="append", metavar="NAME|FILE", help="never report these classes")
+    from ptsed.cli.vocabulary import add_vocabulary_arguments
+
+    add_vocabulary_arguments(p, include_exclude=False)
+    from ptsed.cli.decoder import add_decoder_arguments
+
+    add_decoder_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -333,6 +329,26 @@ def describe_models(args: argparse.Namespace, predictor: Any) -> str:
     )
 
 
+def refine_postprocess(args: argparse.Namespace, pp: Any, labels: list[str]) -> tuple[Any, list[str]]:
+    """The vocabulary (``--rollup``, ``--class-map``) and decoder (``--decoder csebb``) options applied to the
+    decided post-processor; returns it and the classes events are reported for."""
+    from types import SimpleNamespace
+
+    from ptsed.cli.decoder import apply_decoder
+    from ptsed.cli.vocabulary import apply_to_predictor
+    from ptsed.io.results import DETECT_WRITERS, parse_formats
+
+    holder = SimpleNamespace(postprocess=pp, postprocess_from_checkpoint=list(pp.from_checkpoint))
+    reported = apply_to_predictor(args, holder, labels)
+    profile = None
+    if args.postprocess:
+        from ptsed.postprocess.profile import load_profile
+
+        profile = load_profile(args.postprocess)
+    apply_decoder(args, holder, parse_formats(args.format, DETECT_WRITERS), profile)
+    return holder.postprocess, reported
+
+
 def run(args: argparse.Namespace) -> int:
     """``ptsed detect``: the flags, translated into one :func:`ptsed.inference.detect.detect` call."""
     from ptsed.inference.detect import detect
@@ -341,8 +357,8 @@ def run(args: argparse.Namespace) -> int:
         "min_duration_s": args.min_duration,
         "merge_gap_s": args.merge_gap,
         "top_k": args.top_k,
-        "include": _names(args.include),
-        "exclude": _names(args.exclude),
+        "include": names_from_args(args.include),
+        "exclude": names_from_args(args.exclude),
     }
     if args.threshold is not None:
         postprocess["threshold"] = args.threshold
@@ -377,6 +393,7 @@ def run(args: argparse.Namespace) -> int:
         recursive=not args.no_recursive,
         on_result=None if args.output else show,
         log=None if args.quiet else (lambda text: print(text, file=sys.stderr)),
+        refine=lambda pp, labels: refine_postprocess(args, pp, labels),
         **run_options,
     )
     if not args.quiet:

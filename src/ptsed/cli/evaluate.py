@@ -84,6 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when a ground-truth clip could not be scored (it failed or has no predictions); "
                         "the numbers are written all the same")  # fmt: skip
+    from ptsed.cli.vocabulary import add_vocabulary_arguments
+
+    add_vocabulary_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -166,9 +169,17 @@ def run(args: argparse.Namespace) -> int:
         clip_s=protocol.clip_s,
         device=args.device or "auto",
     )
+    from ptsed.cli.vocabulary import transform_source
+
+    source = transform_source(args, source)  # class names checked before inference
     kwargs = {} if args.median_filter is None else {"median_filter_s": args.median_filter or None}
     if model is not None and args.median_filter is None and protocol.median_filter_s is None:
         kwargs["median_filter_s"] = detect_median_filter(model)
+        if isinstance(kwargs["median_filter_s"], dict) and list(source.labels) != list(model.labels):
+            from ptsed.postprocess.pipeline import DEFAULT_MEDIAN_FILTER_S  # transformed classes: as detect does
+
+            stored = kwargs["median_filter_s"]
+            kwargs["median_filter_s"] = {c: stored.get(c, DEFAULT_MEDIAN_FILTER_S) for c in source.labels}
     result = evaluate(
         source,
         gt,

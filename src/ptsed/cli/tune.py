@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 HELP = "fit per-class thresholds and median filters on a development set (a post-processing profile)"
 
@@ -18,6 +19,7 @@ EPILOG = """examples:
   ptsed tune --model run/model.pt --audio dev/audio --ground-truth dev/gt.tsv --output profile.json \\
       --objective psds1
   ptsed detect recordings/ --model beats --postprocess beats.json --output out/
+  ptsed tune --scores dev_out/scores --ground-truth dev/gt.tsv --decoder csebb --output sebb.json
 
 Scores must be raw (detect's `scores` format, not `scores_filtered`) and come from detect's windows (the
 defaults: half-window hop, centre stitching) so that the profile fits what detect produces. Classes without
@@ -72,6 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"lowest threshold ever chosen (default {MIN_THRESHOLD}): near-zero thresholds flood the output",
     )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
+    from ptsed.cli.vocabulary import add_vocabulary_arguments
+
+    add_vocabulary_arguments(p)
+    from ptsed.cli.decoder import add_decoder_arguments
+
+    add_decoder_arguments(p, fit=True)
     p.set_defaults(func=run)
 
 
@@ -112,6 +120,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         source = make_source(scores=args.scores)
         fitted_on["scores"] = str(args.scores)
+    from ptsed.cli.decoder import chosen_decoder
+    from ptsed.cli.vocabulary import transform_source
+
+    chosen_decoder(args)  # cSEBB options without --decoder csebb stop here, before any inference
+
+    source = transform_source(args, source)  # class names checked before inference
+    if getattr(source, "transform", None) is not None:
+        fitted_on["transform"] = source.transform.settings()
     scores, truth, notes = read_dev_set(source, gt, durations, progress=args.progress)
     unknown = sorted({e[2] for events in truth.values() for e in events} - set(source.labels))
     if unknown:
@@ -119,14 +135,21 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"ground-truth class {unknown[0]!r}{more} is not among the model's classes and is not fitted")
     for note in notes:
         print(f"ptsed tune: {note}", file=sys.stderr)
-    profile = fit_postprocess(
+    fit: Any = fit_postprocess
+    options: dict[str, Any] = {"median_grid_s": args.median_grid}
+    if chosen_decoder(args) == "csebb":
+        from ptsed.evaluation.tuning_sebb import fit_csebb as fit
+
+        options = {"step_grid_s": args.step_grid, "merge_threshold": args.merge_threshold,
+                   "confidence": args.sebb_confidence}  # fmt: skip
+    profile = fit(
         scores,
         truth,
         list(source.labels),
         objective=args.objective,
-        median_grid_s=args.median_grid,
         min_threshold=args.min_threshold,
         fitted_on=fitted_on,
+        **{k: v for k, v in options.items() if v is not None},
     )
     path = save_profile(profile, args.output)
     obj = profile.objective

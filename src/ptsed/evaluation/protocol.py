@@ -27,7 +27,7 @@ import numpy as np
 from ptsed.core.errors import ConfigError, PtsedError
 from ptsed.evaluation.metrics import PSDS1, PSDS2, PSDSResult, collar_f1, frame_map, psds, segment_metrics
 from ptsed.evaluation.scores import DEFAULT_MEMORY_LIMIT, ScoreStore, check_probabilities
-from ptsed.io.annotations import Events, match_clip_ids, merge_overlapping_events
+from ptsed.io.annotations import Events, clip_id, match_clip_ids, merge_overlapping_events
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class Protocol:
         clip_s: models score each clip as exactly this many seconds (cut / zero-padded), in one window.
         vocabulary: the classes a detection system is assumed to know (a ptsed label vocabulary).
         expected_classes: the class count the protocol yields on its reference data (a note only).
+        clip_list: compare the clips with the published eval list (:mod:`ptsed.evaluation.clip_list`),
+            score only clips in it, and take durations missing from ``durations`` from it.
     """
 
     name: str
@@ -49,6 +51,7 @@ class Protocol:
     clip_s: float | None = None
     vocabulary: str | None = None
     expected_classes: int | None = None
+    clip_list: bool = False
 
 
 NO_PROTOCOL = Protocol("none")
@@ -59,6 +62,7 @@ AUDIOSET_STRONG = Protocol(
     clip_s=10.0,
     vocabulary="audioset_strong_447",
     expected_classes=407,
+    clip_list=True,
 )
 PROTOCOLS = {p.name: p for p in (NO_PROTOCOL, AUDIOSET_STRONG)}
 
@@ -186,6 +190,21 @@ def evaluate(
         for name, clip in mapping.items():
             name_of.setdefault(clip, name)
         extra = len(names) - len(mapping)
+    clip_list = None
+    if proto.clip_list:  # the published eval list: report what is missing or extra, score the intersection
+        from ptsed.evaluation.clip_list import compare, published_eval_clips
+
+        published = published_eval_clips()
+        predicted = set(name_of)
+        if names is not None:
+            found = match_clip_ids(names, set(gt) | set(published))
+            predicted |= set(found.values()) | {clip_id(n) for n in names if n not in found}
+        clip_list = compare(predicted, gt, published)
+        if clip_list.applied:
+            gt = {c: ev for c, ev in gt.items() if c in published}
+            name_of = {c: n for c, n in name_of.items() if c in published}
+            durations = {**published, **(durations or {})}
+        warn(clip_list.line())
     missing = sorted(c for c in gt if c not in name_of)
     if missing:
         warn(
@@ -303,6 +322,8 @@ def evaluate(
         "clips_without_duration": len(no_duration),
         "events_merged": merged,
     }
+    if clip_list is not None:
+        summary["clip_list"] = clip_list.summary()
     per_class = []
     for c in eval_classes:
         row = {"class": c, "n_events": n_ref[c]}

@@ -20,7 +20,7 @@ Objectives (per class, then the mean over the classes with events):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -108,61 +108,21 @@ def fit_postprocess(
     """
     from ptsed.postprocess.filters import median_filter
 
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
-    names = [n for n in scores if n in ground_truth]
-    present = [c for c in labels if c in {e[2] for n in names for e in ground_truth[n]}]
-    gt = {n: [e for e in ground_truth[n] if e[2] in set(present)] for n in names}
-    thresholds = {c: float(default_threshold) for c in labels}
-    medians = {c: float(default_median_s) for c in labels}
-    best_f = {c: 0.0 for c in present}
-    default_f = {c: 0.0 for c in present}
+    def filtered(fs: FrameScores, length: float) -> FrameScores:
+        x = median_filter(fs.scores, length, _hop(fs)) if length > 0 else fs.scores
+        return FrameScores(x, fs.timestamps, fs.labels, source=fs.source)
+
     grid = [float(v) for v in median_grid_s]
-    lengths = sorted(set(grid) | {float(default_median_s)})
-    if present:
-        for length in lengths:
-            frames = {}
-            for n in names:
-                fs = scores[n]
-                cols = [fs.labels.index(c) for c in present]
-                x = fs.scores[:, cols]
-                if length > 0:
-                    x = median_filter(x, length, _hop(fs))
-                frames[n] = FrameScores(x, fs.timestamps, present, source=n).to_dataframe()
-            curves = _curves(objective, frames, gt)
-            for c in present:
-                if c not in curves:
-                    continue
-                f, s = curves[c]
-                if length == float(default_median_s):
-                    default_f[c] = _at_threshold(f, s, default_threshold)
-                if length not in grid:
-                    continue
-                value, thr = _best(f, s, min_threshold)
-                if np.isfinite(thr) and value > best_f[c]:
-                    best_f[c], thresholds[c], medians[c] = value, thr, length
-    fitted = [c for c in present if best_f[c] > default_f[c]]
-    for c in present:
-        if c not in fitted:  # no threshold beats the defaults: keep them
-            thresholds[c], medians[c] = float(default_threshold), float(default_median_s)
-    achieved = [best_f[c] if c in fitted else default_f[c] for c in present]
+    thresholds, medians, summary, fitted = fit_per_class(
+        scores, ground_truth, labels, filtered, grid, float(default_median_s),
+        objective=objective, default_threshold=default_threshold, min_threshold=min_threshold,
+    )  # fmt: skip
     return Profile(
         thresholds=thresholds,
         median_filter_s=medians,
         decoder="median",
-        objective={
-            "name": objective,
-            "criterion": OBJECTIVES[objective],
-            "value": float(np.mean(achieved)) if achieved else 0.0,
-            "default_value": float(np.mean(list(default_f.values()))) if default_f else 0.0,
-            "per_class": {c: round(float(v), 6) for c, v in zip(present, achieved, strict=True)},
-        },
-        fitted_on={
-            **(fitted_on or {}),
-            "clips": len(names),
-            "events": sum(len(v) for v in gt.values()),
-            "classes_with_events": len(present),
-        },
+        objective=summary["objective"],
+        fitted_on={**(fitted_on or {}), **summary["fitted_on"]},
         fitted=fitted,
         extra={
             "defaults": {"threshold": float(default_threshold), "median_filter_s": float(default_median_s)},
@@ -170,6 +130,81 @@ def fit_postprocess(
             "median_grid_s": grid,
         },
     )
+
+
+def fit_per_class(
+    scores: Mapping[str, FrameScores],
+    ground_truth: Mapping[str, Events],
+    labels: Sequence[str],
+    decode: Callable[[FrameScores, float], FrameScores],
+    grid: Sequence[float],
+    default_setting: float,
+    *,
+    objective: str = "event_f1",
+    default_threshold: float = DEFAULT_THRESHOLD,
+    min_threshold: float = MIN_THRESHOLD,
+) -> tuple[dict[str, float], dict[str, float], dict[str, Any], list[str]]:
+    """The fit behind every decoder: per class, the setting of ``grid`` and the threshold of the best point.
+
+    Args:
+        decode: (one clip's raw scores of the classes with events, a setting) -> the score table the decoder
+            thresholds (median-filtered frames; cSEBB boxes).
+        grid: the settings tried (e.g. median filter or step filter lengths, seconds).
+        default_setting: the setting of the defaults, kept with ``default_threshold`` where nothing beats them.
+
+    Returns:
+        ``(thresholds, settings, {"objective": ..., "fitted_on": ...}, fitted classes)``, thresholds and settings
+        for every class of ``labels``.
+    """
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    names = [n for n in scores if n in ground_truth]
+    present = [c for c in labels if c in {e[2] for n in names for e in ground_truth[n]}]
+    gt = {n: [e for e in ground_truth[n] if e[2] in set(present)] for n in names}
+    thresholds = {c: float(default_threshold) for c in labels}
+    settings = {c: float(default_setting) for c in labels}
+    best_f = {c: 0.0 for c in present}
+    default_f = {c: 0.0 for c in present}
+    grid = [float(v) for v in grid]
+    for setting in sorted(set(grid) | {float(default_setting)}) if present else []:
+        frames = {}
+        for n in names:
+            fs = scores[n]
+            cols = [fs.labels.index(c) for c in present]
+            sub = FrameScores(fs.scores[:, cols], fs.timestamps, present, source=n, meta=dict(fs.meta))
+            frames[n] = decode(sub, setting).to_dataframe()
+        curves = _curves(objective, frames, gt)
+        for c in present:
+            if c not in curves:
+                continue
+            f, s = curves[c]
+            if setting == float(default_setting):
+                default_f[c] = _at_threshold(f, s, default_threshold)
+            if setting not in grid:
+                continue
+            value, thr = _best(f, s, min_threshold)
+            if np.isfinite(thr) and value > best_f[c]:
+                best_f[c], thresholds[c], settings[c] = value, thr, setting
+    fitted = [c for c in present if best_f[c] > default_f[c]]
+    for c in present:
+        if c not in fitted:  # no threshold beats the defaults: keep them
+            thresholds[c], settings[c] = float(default_threshold), float(default_setting)
+    achieved = [best_f[c] if c in fitted else default_f[c] for c in present]
+    summary = {
+        "objective": {
+            "name": objective,
+            "criterion": OBJECTIVES[objective],
+            "value": float(np.mean(achieved)) if achieved else 0.0,
+            "default_value": float(np.mean(list(default_f.values()))) if default_f else 0.0,
+            "per_class": {c: round(float(v), 6) for c, v in zip(present, achieved, strict=True)},
+        },
+        "fitted_on": {
+            "clips": len(names),
+            "events": sum(len(v) for v in gt.values()),
+            "classes_with_events": len(present),
+        },
+    }
+    return thresholds, settings, summary, fitted
 
 
 def read_dev_set(

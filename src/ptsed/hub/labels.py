@@ -1,18 +1,22 @@
 """Label vocabularies of the checkpoints.
 
-The vocabularies are not copied into ptsed. They come with the checkpoint download, from upstream's
-published files at a pinned commit, and are cached as TSV files (``index, mid, display_name``).
-Offline, ``$PTSED_LABELS_DIR`` names a folder that holds the TSV files under these names:
+The vocabularies ship with ptsed as package data (``ptsed/assets/labels/``, AudioSet's labels, CC BY 4.0;
+source and licence in that folder's README), so released checkpoints work offline. Lookup order of
+:func:`get_labels`: ``$PTSED_LABELS_DIR`` (an explicit override: a folder holding the TSV files), the shipped
+files, the cache, then the download from upstream's published files at a pinned commit, cached as TSV
+files (``index, mid, display_name``). The files are named:
 
 - ``audioset_strong_train_447.tsv``: output order of every strong head (447 classes).
 - ``audioset_weak_527.tsv``: AudioSet weak vocabulary in ``class_labels_indices.csv`` order.
+- ``audioset_strong_eval_416.tsv``: the classes of the AudioSet-strong eval labels (upstream's
+  ``as_strong_eval_classes``, alphabetical).
 
 The download (:func:`fetch_labels`) builds these files from upstream's sources
 (:data:`UPSTREAM_SOURCES`): the 447 strong names are the Python list ``as_strong_train_classes`` of
 ``data_util/audioset_classes.py``, read with :mod:`ast` (the file is never executed) and mapped to MIDs
-with ``class_labels_indices_strong.csv``; the 527 weak classes are ``class_labels_indices.csv`` in
-index order (AudioSet's standard order; that upstream's weak heads use this order cannot be checked
-offline).
+with ``class_labels_indices_strong.csv``; the 416 eval classes likewise from ``as_strong_eval_classes``;
+the 527 weak classes are ``class_labels_indices.csv`` in index order (AudioSet's standard order; that
+upstream's weak heads use this order cannot be checked offline).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ptsed.core.assets import SHIPPED_DIR, VOCAB_FILES, shipped_file  # noqa: F401 - also their public home here
 from ptsed.core.errors import CheckpointError
 from ptsed.hub.cache import labels_dir
 from ptsed.hub.download import DownloadError, download_bytes
@@ -33,19 +38,20 @@ UPSTREAM_COMMIT = "1aa47e482f7e89904cba2338999345025d8b4e36"
 """The upstream commit that label vocabularies are read at."""
 LABELS_BASE_ENV = "PTSED_LABELS_BASE_URL"
 
-VOCAB_FILES = {
-    "audioset_strong_447": "audioset_strong_train_447.tsv",
-    "audioset_weak_527": "audioset_weak_527.tsv",
-}
-VOCAB_SIZES = {"audioset_strong_447": 447, "audioset_weak_527": 527}
+VOCAB_SIZES = {"audioset_strong_447": 447, "audioset_weak_527": 527, "audioset_strong_eval_416": 416}
+
+EVAL_DURATIONS_FILE = "audioset_strong_eval_durations.csv"
+"""``Y<id>,duration`` of the published AudioSet-strong eval clips (16,935 rows), in :data:`SHIPPED_DIR`."""
 
 STRONG_CLASSES_PY = "data_util/audioset_classes.py"
 STRONG_CLASSES_VAR = "as_strong_train_classes"
+EVAL_CLASSES_VAR = "as_strong_eval_classes"
 STRONG_MIDS_CSV = "hf_dataset_gen/metadata/class_labels_indices_strong.csv"
 WEAK_INDICES_CSV = "hf_dataset_gen/metadata/class_labels_indices.csv"
 UPSTREAM_SOURCES = {
     "audioset_strong_447": (STRONG_CLASSES_PY, STRONG_MIDS_CSV),
     "audioset_weak_527": (WEAK_INDICES_CSV,),
+    "audioset_strong_eval_416": (STRONG_CLASSES_PY, STRONG_MIDS_CSV),
 }
 """Upstream files (paths in fschmid56/PretrainedSED) each vocabulary is built from."""
 
@@ -126,14 +132,14 @@ def build_vocab_rows(vocab: str, sources: dict[str, str]) -> list[tuple[str, str
     Raises:
         CheckpointError: the files do not give exactly the expected classes, each with a MID.
     """
-    if vocab == "audioset_strong_447":
-        names = parse_python_list(sources[STRONG_CLASSES_PY], STRONG_CLASSES_VAR, STRONG_CLASSES_PY)
+    if vocab in ("audioset_strong_447", "audioset_strong_eval_416"):
+        variable = STRONG_CLASSES_VAR if vocab == "audioset_strong_447" else EVAL_CLASSES_VAR
+        names = parse_python_list(sources[STRONG_CLASSES_PY], variable, STRONG_CLASSES_PY)
         mids = parse_mid_csv(sources[STRONG_MIDS_CSV], STRONG_MIDS_CSV)
         unknown = [n for n in names if n not in mids]
         if unknown:
             raise CheckpointError(
-                f"{len(unknown)} class names of {STRONG_CLASSES_VAR} have no MID in {STRONG_MIDS_CSV} "
-                f"(first: {unknown[0]!r})"
+                f"{len(unknown)} class names of {variable} have no MID in {STRONG_MIDS_CSV} (first: {unknown[0]!r})"
             )
         rows = [(mids[n], n) for n in names]
     elif vocab == "audioset_weak_527":
@@ -160,7 +166,7 @@ def write_vocab_tsv(path: Path, rows: Sequence[tuple[str, str]]) -> Path:
 
 
 def find_labels_file(vocab: str) -> Path | None:
-    """The TSV of ``vocab`` in ``$PTSED_LABELS_DIR`` or the cache, or ``None``."""
+    """The TSV of ``vocab`` in ``$PTSED_LABELS_DIR``, the shipped files or the cache, or ``None``."""
     return next((p for p in _candidates(vocab) if p.is_file()), None)
 
 
@@ -170,6 +176,7 @@ def _candidates(vocab: str) -> list[Path]:
     env = os.environ.get("PTSED_LABELS_DIR")
     if env:
         out.append(Path(env).expanduser() / fname)
+    out.append(SHIPPED_DIR / fname)  # (a module attribute: tests point it elsewhere)
     out.append(labels_dir() / fname)
     return out
 
@@ -177,7 +184,8 @@ def _candidates(vocab: str) -> list[Path]:
 def get_labels(vocab: str, *, download: bool = True) -> list[str]:
     """Class names of a vocabulary in output order.
 
-    Looks in ``$PTSED_LABELS_DIR``, then in the cache, then downloads upstream's files (pinned commit).
+    Looks in ``$PTSED_LABELS_DIR``, then in the files shipped with ptsed, then in the cache, then downloads
+    upstream's files (pinned commit).
 
     Raises:
         CheckpointError: when the vocabulary is nowhere to be found and cannot be downloaded.
@@ -193,7 +201,8 @@ def get_labels(vocab: str, *, download: bool = True) -> list[str]:
             raise CheckpointError(f"label file {str(path)!r} has {len(names)} classes, expected {VOCAB_SIZES[vocab]}")
         return names
     raise CheckpointError(
-        f"the label vocabulary {vocab!r} is not available: download it with `ptsed download`, or set "
+        f"the label vocabulary {vocab!r} is not available (it ships with ptsed in {SHIPPED_DIR}, which is "
+        f"missing from this installation): reinstall ptsed, download it with `ptsed download`, or set "
         f"PTSED_LABELS_DIR to a folder holding {VOCAB_FILES[vocab]}"
     )
 

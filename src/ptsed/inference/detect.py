@@ -97,6 +97,7 @@ def detect(
     recursive: bool = True,
     on_result: Callable[[FileResult], None] | None = None,
     log: Callable[[str], None] | None = None,
+    refine: Callable[[PostProcessor, list[str]], tuple[PostProcessor, list[str]]] | None = None,
     **predictor_options: Any,
 ) -> RunSummary:
     """Detect sound events in ``inputs``: score source -> post-processing -> writers.
@@ -124,6 +125,10 @@ def detect(
         extensions, recursive: which files folders and globs give (:func:`ptsed.io.audio.list_audio_files`).
         on_result: called with every :class:`FileResult` (frame scores and events) as it is done.
         log: receives the run's notices (e.g. which settings came from the checkpoint).
+        refine: ``(post-processor, model classes) -> (post-processor, reported classes)``, applied once the
+            post-processor is decided and before any inference: a score transform (``--rollup``,
+            ``--class-map``) or another decoder (``--decoder csebb``) goes in here; ``profile`` and the class
+            names are then checked against the reported classes.
 
     Returns:
         A :class:`ptsed.inference.batch.RunSummary`; ``results`` holds the events of every input.
@@ -148,12 +153,16 @@ def detect(
         inputs, models, scores, upstream_chunking, extensions, recursive, predictor_options
     )
     labels = list(source.labels)
-    if profile is not None and labels:
-        profile.check_labels(labels, profile_name)
     if not isinstance(postprocess, PostProcessor):
         postprocess = PostProcessor.for_model(
             getattr(source, "models", ()), postprocess, profile=profile, upstream=source.upstream_chunking
         )
+    if refine is not None:
+        postprocess, labels = refine(postprocess, labels)
+    if profile is not None and labels:
+        profile.check_labels(labels, profile_name)
+    if labels:
+        postprocess.class_indices(labels)  # unknown --include/--exclude or per-class names: before inference
     if postprocess.from_checkpoint and log is not None:
         used = [_STORED[f] for f in _STORED if f in postprocess.from_checkpoint]
         log(

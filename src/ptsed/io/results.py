@@ -12,6 +12,7 @@ format               content                                          file(s)
 ``raven``            Raven selection table                            ``raven/<name>.selections.txt``
 ``scores``           raw frame probabilities, sed_scores_eval TSV     ``scores/<name>.tsv``
 ``scores_filtered``  post-processed scores, same format               ``scores_filtered/<name>.tsv``
+``scores_sebb``      cSEBB boxes as score tables (``--decoder csebb``) ``scores_sebb/<name>.tsv``
 ``npz``              raw probabilities + timestamps + labels          ``frames/<name>.npz``
 ``h5``               the same in one HDF5 file, a group per input     ``frame_scores.h5``
 ==================== ================================================ ==========================================
@@ -442,6 +443,22 @@ class FilteredScoresWriter(_ScoresTsv):
     help = "median-filtered frame scores, sed_scores_eval TSV (scores_filtered/<name>.tsv)"
 
 
+class SebbScoresWriter(_ScoresTsv):
+    """cSEBB boxes (``ptsed detect --decoder csebb``) as sed_scores_eval TSV: each box's span carries its
+    confidence (:meth:`ptsed.postprocess.sebb.CSEBB.score_table`)."""
+
+    name = "scores_sebb"
+    folder = "scores_sebb"
+    help = "cSEBB boxes as sed_scores_eval TSV, with --decoder csebb (scores_sebb/<name>.tsv)"
+
+    def write(self, result: Any) -> None:
+        if result.error is not None:
+            return
+        table = result.postprocessor.score_table
+        for path, fs in zip(self._paths(_key(result), len(result.scores)), result.scores, strict=True):
+            atomic_write_text(path, scores_tsv_pieces(table(fs)))
+
+
 def _stack(streams: Sequence[Any], attr: str) -> np.ndarray:
     arrays = [getattr(s, attr) for s in streams]
     return arrays[0] if len(arrays) == 1 else np.stack(arrays)
@@ -639,6 +656,7 @@ DETECT_WRITERS: dict[str, type[ResultWriter]] = {
         RavenWriter,
         ScoresWriter,
         FilteredScoresWriter,
+        SebbScoresWriter,
         NpzWriter,
         H5ScoresWriter,
     )

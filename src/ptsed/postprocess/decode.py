@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ptsed.core.frames import frame_times  # noqa: F401  (re-exported: it lived here)
+from ptsed.core.names import close_names, did_you_mean  # noqa: F401  (re-exported: they lived here)
 from ptsed.core.types import Event
 
 
@@ -46,13 +47,6 @@ def per_class(
     if arr.shape != (k,):
         raise ConfigError(f"{arr.size} {what}s given for {k} classes")
     return arr
-
-
-def did_you_mean(name: str, labels: Sequence[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(labels), n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def find_regions(active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -324,8 +324,8 @@ class PostProcessor:
         for fs in streams:
             events.extend(self.events(fs, filename=filename))
         if len(streams) > 1 and self.sort == "onset":
-            index = {lab: i for i, lab in enumerate(streams[0].labels)}
-            events.sort(key=lambda e: (e.onset, index[e.label], e.channel or 0))
+            index = {lab: i for i, lab in enumerate(streams[0].labels)}  # mapped classes (--rollup) sort last
+            events.sort(key=lambda e: (e.onset, index.get(e.label, len(index)), e.channel or 0))
         return events
 
     def __call__(self, frame_scores: FrameScores, filename: str | None = None) -> tuple[FrameScores, list[Event]]:

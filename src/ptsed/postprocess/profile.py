@@ -32,9 +32,11 @@ from ptsed.core.errors import ConfigError
 
 PROFILE_FORMAT = "ptsed-postprocess"
 PROFILE_VERSION = 1
-DECODERS = ("median",)
+DECODERS = ("median", "csebb")
 """Decoders a profile can apply to: ``median`` is :class:`~ptsed.postprocess.pipeline.PostProcessor`'s
-chain (median filter, threshold, contiguous regions)."""
+chain (median filter, threshold, contiguous regions); ``csebb`` is :class:`~ptsed.postprocess.sebb.CSEBB`
+(thresholds on box confidences; its per-class ``step_filter_s`` and its ``merge_threshold`` and
+``confidence`` are kept in :attr:`Profile.extra`)."""
 
 MEDIAN_GRID_S = (0.0, 0.12, 0.28, 0.36, 0.44, 0.6, 0.84, 1.0)
 """Median filter lengths (seconds) tried per class by the fit (:mod:`ptsed.evaluation.tuning`)."""
