@@ -77,3 +77,22 @@ def test_backend_errors(capsys: pytest.CaptureFixture) -> None:
     assert main(["detect", str(WAV), "--model", "demo", "--backend", "onnx", "--precision", "fp16"]) != 0
     err = capsys.readouterr().err.strip()
     assert "onnx backend computes in fp32" in err and len(err.splitlines()) == 1
+
+
+def test_cache_key_follows_weights_and_settings() -> None:
+    """The same weights loaded twice share a file; other weights, windows, outputs or layers do not."""
+    import torch
+
+    from ptsed.inference.onnx_backend import cache_key
+
+    a, b = ptsed.create_model("demo"), ptsed.create_model("demo")
+    key = cache_key(a, window_s=10.0, outputs=("strong_logits",), layer=None)
+    assert key == cache_key(b, window_s=10.0, outputs=("strong_logits",), layer=None)
+    assert key != cache_key(a, window_s=5.0, outputs=("strong_logits",), layer=None)
+    assert key != cache_key(a, window_s=10.0, outputs=("embeddings",), layer=None)
+    assert cache_key(a, window_s=10.0, outputs=("embeddings",), layer=-1) != cache_key(
+        a, window_s=10.0, outputs=("embeddings",), layer=None
+    )
+    with torch.no_grad():
+        next(b.parameters()).view(-1)[0] += 1e-3
+    assert key != cache_key(b, window_s=10.0, outputs=("strong_logits",), layer=None)

@@ -25,6 +25,7 @@ tolerances of the torch parity tests.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import warnings
@@ -168,7 +169,8 @@ def to_onnx(
     """Trace ``model`` into an ``onnx.ModelProto`` (see the module docstring for its inputs and outputs).
 
     Args:
-        model: the detector; it is put into eval mode and run on the CPU in float32.
+        model: the detector, traced in eval mode on the CPU in float32 (a copy when it is elsewhere; its
+            training mode is restored).
         window_s: window length in seconds (default: the model's, 10 s).
         outputs: output names, in order (``strong_logits``, ``weak_logits``, ``embeddings``).
         layer: the backbone block of ``embeddings`` (``None``: the head input).
@@ -193,28 +195,39 @@ def to_onnx(
     window_s = float(window_s if window_s is not None else model.window_s)
     samples = int(round(window_s * model.sample_rate))
     num_frames = model.frames_for(samples)
-    model = model.float().cpu().eval()
+    tensors = [*model.parameters(), *model.buffers()]
+    if any(t.device.type != "cpu" or (t.is_floating_point() and t.dtype != torch.float32) for t in tensors):
+        model = copy.deepcopy(model).float().cpu()  # the caller's model stays where and as it is
+    training = model.training
     graph = ExportGraph(model, num_frames, outputs, layer).eval()
     example = torch.zeros(2, samples)
     with _exportable_ops(), torch.no_grad(), warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            graph,
-            (example,),
-            input_names=[INPUT],
-            output_names=list(outputs),
-            opset_version=opset,
-            dynamo=True,
-            dynamic_shapes={"waveform": {0: torch.export.Dim("batch", min=1)}},
-            external_data=False,
-            verbose=False,
-        )
+        try:
+            program = _export(graph, example, outputs, opset)
+        finally:
+            model.train(training)
     proto = program.model_proto
     if metadata:
         import onnx
 
         onnx.helper.set_model_props(proto, metadata)
     return proto
+
+
+def _export(graph: ExportGraph, example: torch.Tensor, outputs: Sequence[str], opset: int) -> Any:
+    """``torch.onnx.export`` (dynamo) of ``graph`` with a dynamic batch; its ONNXProgram."""
+    return torch.onnx.export(
+        graph,
+        (example,),
+        input_names=[INPUT],
+        output_names=list(outputs),
+        opset_version=opset,
+        dynamo=True,
+        dynamic_shapes={"waveform": {0: torch.export.Dim("batch", min=1)}},
+        external_data=False,
+        verbose=False,
+    )
 
 
 @contextlib.contextmanager
