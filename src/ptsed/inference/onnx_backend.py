@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,8 @@ def cached_export(
     stem = cache_key(model, window_s=window_s, outputs=outputs, layer=layer)
     path = folder / f"{stem}.onnx"
     if not path.is_file():
+        print(f"ptsed: exporting {model.name or model.arch} for ONNX Runtime (first use; cached in {folder})",
+              file=sys.stderr)  # fmt: skip
         export_onnx(model, path, window_s=window_s, outputs=outputs, layer=layer)
     if not int8:
         return path
