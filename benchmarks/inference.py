@@ -19,6 +19,13 @@ downloaded here, and speed does not depend on the values) it prints:
     python benchmarks/inference.py --models frame_mn06,atst_frame --sizes 10,60
     python benchmarks/inference.py --device cuda --precision bf16 --batch-size 64
     python benchmarks/inference.py --models beats --no-startup --json beats.json
+    python benchmarks/inference.py --backends torch,onnx --sizes 10,600    # ONNX Runtime against torch
+
+With ``--backends torch,onnx`` every model also runs through ONNX Runtime (``Predictor(backend="onnx")``: the
+same windows, the graph exported on first use, which is not timed) at batch 1 and batched (and int8 with
+``--int8``: ONNX Runtime's dynamic quantisation); the column ``x torch`` is the speed against torch fp32 at
+the same batch size, each row says the largest deviation of a frame probability from torch fp32, and the
+fresh-process run adds ``--backend onnx``.
 
 Timings on a shared machine vary with its load; compare rows of one run, not across runs, and use
 ``--repeats`` (the fastest of N runs counts) to damp the noise.
@@ -255,9 +262,13 @@ def main() -> None:
     ap.add_argument("--no-startup", action="store_true", help="skip the fresh-process runs")
     ap.add_argument("--rss-sizes", default="60,600", help="file lengths (s) of the fresh-process runs (60,600)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    ap.add_argument("--backends", default="torch", help="comma-separated: torch (always run) and onnx [torch]")
     args = ap.parse_args()
 
     t_script = time.perf_counter()
+    backends = [b for b in args.backends.split(",") if b and b != "torch"]
+    if any(b != "onnx" for b in backends):
+        ap.error(f"--backends takes torch and onnx, not {args.backends!r}")
     home = Path(os.environ["PTSED_HOME"])  # a temporary cache, set up in __main__
     shared_labels = REPO.parent / "shared" / "labels"
     if "PTSED_LABELS_DIR" not in os.environ and shared_labels.is_dir():
@@ -322,8 +333,14 @@ def main() -> None:
         }
         if args.int8:
             runs[f"ptsed batch {batch}, int8"] = dict(batch_size=batch, int8=True)
+        for backend in backends:  # fp32 on ONNX Runtime (exported on first use: during the untimed warm-up)
+            runs[f"{backend} batch 1"] = dict(batch_size=1, backend=backend, precision="fp32")
+            runs[f"{backend} batch {batch}"] = dict(batch_size=batch, backend=backend, precision="fp32")
+            if args.int8:
+                runs[f"{backend} batch {batch}, int8"] = dict(batch_size=batch, backend=backend, int8=True)
+        torch_fp32 = {1: "ptsed batch 1", batch: f"ptsed batch {batch}"}
         predictors = {
-            label: Predictor(model, device=device, precision=args.precision, **kw) for label, kw in runs.items()
+            label: Predictor(model, device=device, **{"precision": args.precision, **kw}) for label, kw in runs.items()
         }
         for seconds in sizes:
             x = signal(seconds)
@@ -342,6 +359,7 @@ def main() -> None:
             ref_after = matmul_gflops(device, dtype, n)
             ref = max(ref_before, ref_after)
             res.setdefault("matmul_gflops", {})[f"{seconds:g}s"] = [ref_before, ref_after]
+            walls = {label: wall for label, wall, _ in rows}
             for label, wall, wins in rows:
                 gflops = wins * flops / wall / 1e9
                 row = {
@@ -353,9 +371,19 @@ def main() -> None:
                     "fraction_of_matmul": gflops / ref,
                 }
                 res.setdefault("runs", {}).setdefault(f"{seconds:g}s", {})[label] = row
+                against = "" if args.precision != "fp32" else torch_fp32.get(runs.get(label, {}).get("batch_size"))
+                ratio = walls[against] / wall if against in walls and label in runs else float("nan")
+                if label.split()[0] in backends:
+                    row["speedup_vs_torch_fp32"] = ratio
+                    exact = predictors[against].frame_scores(x, 16_000).scores if against else None
+                    if exact is not None:
+                        row["max_prob_deviation"] = float(np.abs(predictors[label].frame_scores(x, 16_000).scores
+                                                                 - exact).max())  # fmt: skip
                 print(
                     f"{seconds:6g}s {label:<28} {wins:7d} {row['s_per_10s']:8.3f} {row['rtf']:8.4f} "
                     f"{1 / row['rtf']:7.1f} {gflops:8.1f} {100 * row['fraction_of_matmul']:5.1f}"
+                    + (f" {ratio:6.2f}x torch" if label.split()[0] in backends else "")
+                    + (f", max |dp| {row['max_prob_deviation']:.2g}" if "max_prob_deviation" in row else "")
                 )
             print(f"{'':8}(%mm against {ref:.1f} GFLOP/s: matmul before {ref_before:.1f}, after {ref_after:.1f})")
             if args.int8:
@@ -381,6 +409,10 @@ def main() -> None:
                 modes = {"default": (), "upstream-chunking": ("--upstream-chunking",)}
                 if seconds != min(float(s) for s in args.rss_sizes.split(",")):
                     modes = {"default": ()}
+                for backend in backends:  # the first use (the 1 s file above, or this) exports the graph
+                    modes[f"default, --backend {backend}"] = ("--backend", backend)
+                    if len(res["startup"]) == 0 and seconds == min(float(s) for s in args.rss_sizes.split(",")):
+                        startup(spec_name, home / "first_use.wav", env, args.device, ("--backend", backend))
                 row: dict = {}
                 for mode, extra in modes.items():
                     t_first, t_exit, rss = startup(spec_name, wav, env, args.device, extra)

@@ -113,6 +113,13 @@ def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
         help="CPU only: dynamic int8 quantisation of the linear layers, faster but not exact (off by default; "
         "docs/inference.md gives the speed and the change of the probabilities)",
     )
+    g.add_argument(
+        "--backend",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="torch (default) or onnx: ONNX Runtime on a graph exported on first use into the cache (needs the "
+        '"onnx" extra; with --int8 ONNX Runtime\'s dynamic quantisation; docs/onnx.md)',
+    )
     g.add_argument("--window", type=float, metavar="SECONDS", help="window length (default: the model's, 10 s)")
     g.add_argument("--hop", type=float, metavar="SECONDS", help="hop between windows (default: half a window)")
     g.add_argument("--overlap", type=float, metavar="SECONDS", help="overlap of windows (alternative to --hop)")
@@ -226,6 +233,7 @@ def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "precision": args.precision,
         "int8": args.int8,
+        "backend": getattr(args, "backend", "torch"),
         "window_s": args.window,
         "hop_s": args.hop,
         "overlap_s": args.overlap,

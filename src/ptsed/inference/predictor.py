@@ -195,7 +195,10 @@ class Predictor:
         int8: CPU only, off by default: dynamic int8 quantisation of the backbone's and head's linear
             layers (``torch.ao.quantization.quantize_dynamic``; weights int8, activations quantised per
             batch). Faster on CPUs, not exact: see ``benchmarks/inference.py --int8`` for the speed and the
-            largest change of a frame probability.
+            largest change of a frame probability. With ``backend="onnx"``: ONNX Runtime's dynamic quantisation.
+        backend: ``"torch"`` (default) or ``"onnx"``: the same windows and stitching, each batch of windows run
+            by ONNX Runtime on a graph exported on first use into ``$PTSED_HOME/onnx`` (fp32 only; needs the
+            "onnx" extra; :mod:`ptsed.inference.onnx_backend`).
         upstream_chunking: reproduce upstream ``inference.py``: non-overlapping windows, last one
             zero-padded, the padded frames kept (timestamps clipped to the audio length) and median-filtered
             with the rest, events in upstream's order (class, then onset).
@@ -231,6 +234,7 @@ class Predictor:
         postprocess: PostProcessor | dict | None = None,
         block_s: float = DEFAULT_BLOCK_S,
         prefetch_windows: int | None = None,
+        backend: str = "torch",
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
@@ -251,7 +255,11 @@ class Predictor:
         self.models: list[SEDModel] = [load_model(s, self.device) for s in specs]  # type: ignore[arg-type]
         self._checkpoints = [s[1] if isinstance(s, tuple) else None for s in specs]
         self.int8 = bool(int8)
-        if self.int8:
+        from ptsed.inference.onnx_backend import check_backend
+
+        check_backend(backend, precision)
+        self.backend = backend
+        if self.int8 and backend == "torch":
             if self.device.type != "cpu":
                 raise ConfigError(f"int8 quantisation runs on the CPU only, not on {self.device.type!r}")
             self.models = [quantize_int8(m) for m in self.models]
@@ -281,6 +289,11 @@ class Predictor:
                 f"the hop between windows must be between {self.frame_hop_s} s and the window ({self.window_s} s)"
             )
         self.hop_frames = hop_frames
+        self._onnx: list = []
+        if backend == "onnx":  # ONNX Runtime in place of the models' forward passes (exported on first use)
+            from ptsed.inference.onnx_backend import OnnxModel
+
+            self._onnx = [OnnxModel(m, window_s=self.window_s, int8=self.int8, device=self.device) for m in self.models]
         self.stitch = stitch
         self.channels = channels
         self.block_s = float(block_s)
@@ -333,6 +346,7 @@ class Predictor:
             "channels": self.channels,
             "precision": self.precision,
             "int8": self.int8,
+            **({"backend": self.backend} if self.backend != "torch" else {}),
         }
 
     # -- single inputs ----------------------------------------------------------------------------------
@@ -507,7 +521,12 @@ class Predictor:
         dtype = PRECISIONS[self.precision]
         outs = []
         with torch.inference_mode():
-            for m in self.models:
+            for i, m in enumerate(self.models):
+                if self._onnx:
+                    from ptsed.inference.onnx_backend import window_outputs
+
+                    outs.append(window_outputs(self._onnx[i], x, task, layer))
+                    continue
                 feats = m.features(x)
                 with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                     if task == "embed":
