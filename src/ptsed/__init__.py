@@ -5,6 +5,7 @@ The public surface is small and imported lazily, so ``import ptsed`` and ``ptsed
 - :func:`create_model` builds any model of the zoo (``"beats"``, ``"atst_frame.as_weak"``, ``"demo"``, ...).
 - :func:`list_models` / :func:`list_pretrained` list architectures and pretrained names.
 - :class:`Predictor` runs a model over audio of any length (frame scores, events, embeddings).
+- :class:`StreamDetector` detects on a live stream, block by block, with the offline results.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ _LAZY = {
     "SEDModel": "ptsed.models.sed_model",
     "SEDOutput": "ptsed.models.sed_model",
     "Predictor": "ptsed.inference.predictor",
+    "StreamDetector": "ptsed.inference.stream",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
     from ptsed.inference.predictor import Predictor
+    from ptsed.inference.stream import StreamDetector
     from ptsed.models.factory import create_model
     from ptsed.models.sed_model import SEDModel, SEDOutput
     from ptsed.models.zoo import get_pretrained_spec, list_models, list_pretrained
