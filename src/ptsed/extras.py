@@ -20,6 +20,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "hdf5": ("h5py",),
     "eval": ("sed_scores_eval", "pandas", "pkg_resources"),
     "train": ("lightning", "tensorboard", "yaml", "sed_scores_eval", "pandas", "pkg_resources"),
+    "live": ("sounddevice",),
 }
 """Extra -> the top-level modules ptsed imports from it (``pkg_resources``: sed_scores_eval's dependency
 dcase_util needs setuptools < 81, which the ``eval`` extra pins)."""
@@ -54,7 +55,7 @@ def require(*extras: str, what: str = "this feature") -> None:
     """Raise :class:`MissingExtraError` for the first of ``extras`` with a module that is not installed.
 
     Args:
-        extras: names of :data:`EXTRAS` (``"eval"``, ``"train"``, ``"hdf5"``, ``"plot"``, ``"media"``).
+        extras: names of :data:`EXTRAS` (``"eval"``, ``"train"``, ``"hdf5"``, ``"plot"``, ``"media"``, ``"live"``).
         what: the command or feature that needs them, for the message (``"ptsed evaluate"``).
     """
     for extra in extras:

@@ -189,6 +189,12 @@ def register(subparsers: Any) -> None:
     o.add_argument("--per-file", action="store_true", help="tsv/csv/json: one event file per input (events/)")
     o.add_argument("--plot", action="store_true", help="write plots/<name>.png (spectrogram, scores, events)")
     o.add_argument("--plot-top", type=int, default=10, metavar="K", help="classes shown in plots (10)")
+    add_postprocess_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_postprocess_arguments(p: argparse.ArgumentParser) -> None:
+    """The post-processing options of ``detect`` (and ``listen``); :func:`postprocess_options` reads them."""
     pp = p.add_argument_group("post-processing (all lengths in seconds)")
     pp.add_argument(
         "--threshold",
@@ -222,7 +228,23 @@ def register(subparsers: Any) -> None:
         "--include", action="append", metavar="NAME|FILE", help="report only these classes (repeatable, or a file)"
     )
     pp.add_argument("--exclude", action="append", metavar="NAME|FILE", help="never report these classes")
-    p.set_defaults(func=run)
+
+
+def postprocess_options(args: argparse.Namespace) -> dict[str, Any]:
+    """:class:`PostProcessor` fields given by the options of :func:`add_postprocess_arguments` (the
+    checkpoint's stored values and ``--postprocess`` fill what they leave out)."""
+    postprocess: dict[str, Any] = {
+        "min_duration_s": args.min_duration,
+        "merge_gap_s": args.merge_gap,
+        "top_k": args.top_k,
+        "include": _names(args.include),
+        "exclude": _names(args.exclude),
+    }
+    if args.threshold is not None:
+        postprocess["threshold"] = args.threshold
+    if args.median_filter is not None:
+        postprocess["median_filter_s"] = args.median_filter if args.median_filter != 0 else None
+    return postprocess
 
 
 def build_predictor(args: argparse.Namespace, postprocess: Any = None) -> Any:
@@ -332,18 +354,7 @@ def run(args: argparse.Namespace) -> int:
     require_outputs(formats, plot=args.plot, what="ptsed detect")
     if args.plot and not args.output:
         raise ConfigError("--plot needs --output DIR")
-    postprocess: dict[str, Any] = {
-        "min_duration_s": args.min_duration,
-        "merge_gap_s": args.merge_gap,
-        "top_k": args.top_k,
-        "include": _names(args.include),
-        "exclude": _names(args.exclude),
-        "sort": "class" if args.upstream_chunking else "onset",
-    }
-    if args.threshold is not None:
-        postprocess["threshold"] = args.threshold
-    if args.median_filter is not None:
-        postprocess["median_filter_s"] = args.median_filter if args.median_filter != 0 else None
+    postprocess = {**postprocess_options(args), "sort": "class" if args.upstream_chunking else "onset"}
     profile = None
     if args.postprocess:  # below explicit --threshold / --median-filter, above the checkpoint's values
         from ptsed.postprocess.profile import load_profile
