@@ -307,6 +307,7 @@ def run(args: argparse.Namespace) -> int:
 
     det = new_detector()
     pp = det.postprocess
+    source.start()  # a missing or busy device: one line, before any output is made
     settings = {**predictor.settings(), "postprocess": pp.settings(), "source": args.source}
     outputs = None
     if args.output:

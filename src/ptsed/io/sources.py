@@ -8,9 +8,10 @@ Two kinds of sources:
 
 - *pulled* (a file read at full speed, a pipe, standard input): the next block is read only when the last
   one is processed, so the writer waits (back-pressure) and no audio is ever dropped;
-- *real-time* (a microphone, a file paced with ``--realtime``, a URL): audio arrives on its own clock. It
-  is collected on a thread into a buffer; when the buffer holds more than ``max_lag_s`` seconds, the
-  oldest audio is dropped and reported as a :class:`Dropped` span (``max_lag_s=inf`` buffers everything).
+- *real-time* (a microphone, a file paced with ``--realtime``, a live URL, i.e. one without a duration): audio
+  arrives on its own clock. It is collected on a thread into a buffer; when the buffer holds more than
+  ``max_lag_s`` seconds, the oldest audio is dropped and reported as a :class:`Dropped` span
+  (``max_lag_s=inf`` buffers everything).
 
 Errors are :class:`ptsed.core.errors.AudioError` with one line naming the source.
 """
@@ -94,6 +95,9 @@ class LiveSource:
 
     def __iter__(self) -> Iterator[np.ndarray | Dropped]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def start(self) -> None:
+        """Open the device, if any (errors here are one line, before any audio is read)."""
 
     def close(self) -> None:
         """Stop reading (a real-time source stops its thread or device)."""
@@ -204,7 +208,7 @@ class PcmSource(LiveSource):
 class AvSource(LiveSource):
     """Any container or URL PyAV (FFmpeg) opens: a file object (standard input) or a URL."""
 
-    def __init__(self, target: Any, name: str, what: str, realtime: bool = False) -> None:
+    def __init__(self, target: Any, name: str, what: str) -> None:
         super().__init__()
         from ptsed.extras import require
 
@@ -218,7 +222,7 @@ class AvSource(LiveSource):
             raise AudioError(f"{what}: no audio stream") from None
         except Exception as err:  # noqa: BLE001 - FFmpeg's errors are many
             raise AudioError(f"{what}: cannot be opened as audio ({type(err).__name__}: {err})") from None
-        self.name, self.what, self.realtime = name, what, realtime
+        self.name, self.what = name, what
         self.sample_rate = int(self.stream.rate or self.stream.codec_context.sample_rate)
         self.channels = int(self.stream.codec_context.channels or 1)
 
@@ -449,19 +453,26 @@ class MicSource(LiveSource):
             self.buffer.note_lost(frames / self.sample_rate)
         self.buffer.put(np.array(indata, dtype=np.float32, copy=True))
 
-    def __iter__(self) -> Iterator[np.ndarray | Dropped]:
+    def start(self) -> None:
+        if self.stream is not None:
+            return
         try:
-            self.stream = self.sd.InputStream(
+            stream = self.sd.InputStream(
                 device=self.device,
                 channels=self.channels,
                 samplerate=self.sample_rate,
                 dtype="float32",
                 blocksize=max(1, int(BLOCK_S * self.sample_rate)),
                 callback=self._callback,
+                finished_callback=self.buffer.end,  # the device went away or the stream was stopped
             )
-            self.stream.start()
+            stream.start()
+            self.stream = stream
         except (self.sd.PortAudioError, ValueError) as err:
             raise AudioError(f"{self.what}: cannot be opened, it may be busy or unplugged ({_one_line(err)})") from None
+
+    def __iter__(self) -> Iterator[np.ndarray | Dropped]:
+        self.start()
         try:
             yield from self.buffer
         finally:
@@ -517,8 +528,10 @@ def open_source(
     if spec == "-":
         fh = stdin if stdin is not None else sys.stdin.buffer
         return _from_bytes(_Bytes(fh, "standard input"), "stdin", rate, channels, dtype)
-    if is_url(spec):
-        return ThreadedSource(AvSource(spec, _url_name(spec), f"stream {spec!r}", realtime=True), max_lag_s, idle_s)
+    if is_url(spec):  # a live stream (no duration) is real-time; a recording behind a URL is pulled
+        av_source = AvSource(spec, _url_name(spec), f"stream {spec!r}")
+        av_source.realtime = av_source.container.duration is None
+        return ThreadedSource(av_source, max_lag_s, idle_s) if av_source.realtime else av_source
     path = Path(spec)
     if not path.exists():
         raise AudioError(f"audio file {spec!r} does not exist")
