@@ -121,11 +121,9 @@ class LiveOutputs:
         self.lock.__enter__()
         self.sort = sort
         self.result = FileResult(source=name, name=name, sample_rate=sample_rate, channels=1)
-        self.writers = {
-            f: get_writer(f, self.out_dir, settings=settings, sample_rate=sample_rate)
-            for f in formats
-            if f in DETECT_WRITERS and f not in ("scores", "scores_filtered")
-        }
+        tables = [f for f in formats if f in DETECT_WRITERS and f not in ("scores", "scores_filtered")]
+        self.writers = {f: get_writer(f, self.out_dir, settings=settings, sample_rate=sample_rate) for f in tables}
+        self._settings = settings
         stem = output_stem(name)
         self.appended: dict[str, tuple[Path, Path]] = {}  # format -> (partial, final)
         if "jsonl" in formats:
@@ -180,12 +178,13 @@ class LiveOutputs:
         self._tables(partial=True)
 
     def _tables(self, partial: bool) -> None:
-        from ptsed.io.results import atomic_write, partial_name
+        from ptsed.io.results import atomic_write, get_writer, partial_name
 
-        for w in self.writers.values():
-            if w.combined_files():
-                w._records = [self.result]
-                w.close(partial=partial)
+        for fmt, w in self.writers.items():
+            if w.combined_files():  # a fresh writer holds this one stream, rendered whole
+                fresh = get_writer(fmt, self.out_dir, settings=self._settings, sample_rate=w.sample_rate)
+                fresh.add(self.result)
+                fresh.close(partial=partial)
             for target in w.targets(self.result.name):
                 if partial:
                     with atomic_write(partial_name(target)) as tmp:
