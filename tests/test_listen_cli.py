@@ -129,6 +129,24 @@ def test_bad_samples_mid_stream_keep_the_events_already_emitted(tmp_path: Path, 
     _no_partial(out)
 
 
+def test_a_named_pipe_reads_like_stdin(reference: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "live.fifo"
+    os.mkfifo(fifo)
+    data = SOUNDSCAPE.read_bytes()
+
+    def write() -> None:
+        with open(fifo, "wb") as fh:
+            for i in range(0, len(data), 32_000):
+                fh.write(data[i : i + 32_000])
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    out = tmp_path / "o"
+    assert main(["listen", str(fifo), "--model", "demo", *HOP, "--output", str(out), "-q"]) == 0
+    thread.join()
+    assert _events(out / "events.tsv") == _events(reference / "events.tsv")
+
+
 def test_a_url_through_pyav(reference: Path, tmp_path: Path) -> None:
     flac = tmp_path / "a.flac"
     x, sr = sf.read(SOUNDSCAPE, dtype="float32")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import math
 import os
+import stat
 import struct
 import sys
 import threading
@@ -535,6 +536,9 @@ def open_source(
     path = Path(spec)
     if not path.exists():
         raise AudioError(f"audio file {spec!r} does not exist")
+    if stat.S_ISFIFO(path.stat().st_mode):  # a named pipe reads like standard input
+        fh = open(path, "rb")  # noqa: SIM115 - closed with the process
+        return _from_bytes(_Bytes(fh, f"pipe {spec!r}"), path.name, rate, channels, dtype)
     if follow:
         fh = open(path, "rb")  # noqa: SIM115 - closed with the process
         return _from_bytes(_Bytes(fh, f"file {spec!r}", follow=True, idle_s=idle_s), path.name, rate, channels, dtype)
