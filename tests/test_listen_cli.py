@@ -97,6 +97,42 @@ def test_stdin_wav_through_a_pipe_with_a_stall(reference: Path, tmp_path: Path, 
     _no_partial(out)
 
 
+def test_tables_grow_under_partial_names_while_the_stream_runs(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Standard input stalls after 16 s: meanwhile the tables exist under partial names only; at the end of
+    the stream they get their final names and no partial file is left."""
+    out = tmp_path / "o"
+    data = _pcm16(SOUNDSCAPE)
+    seen: dict[str, object] = {}
+    r, w = os.pipe()
+
+    def feed() -> None:
+        os.write(w, data[: 16 * 32000])
+        partial = out / "scores" / "stdin.partial.tsv"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (partial.exists() and len(partial.read_text().splitlines()) > 50):
+            time.sleep(0.05)
+        seen["partial"] = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*") if p.name != ".ptsed.lock")
+        os.write(w, data[16 * 32000 :])
+        os.close(w)
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=os.fdopen(r, "rb")))
+    args = ["listen", "-", "--rate", "16000", "--model", "demo", "--hop", "1", "--device", "cpu", "-q"]
+    assert main([*args, "--output", str(out), "--format", "jsonl,tsv,csv,audacity,scores"]) == 0
+    thread.join()
+    assert seen["partial"] == [
+        "audacity/stdin.partial.txt",
+        "events.partial.csv",
+        "events.partial.jsonl",
+        "events.partial.tsv",
+        "scores/stdin.partial.tsv",
+    ]
+    final = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*"))
+    assert final == ["audacity/stdin.txt", "events.csv", "events.jsonl", "events.tsv", "scores/stdin.tsv"]
+    assert len((out / "scores" / "stdin.tsv").read_text().splitlines()) == 501
+
+
 def test_raw_pcm_on_stdin_ending_mid_sample(reference: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
     _stdin_from(monkeypatch, _pcm16(SOUNDSCAPE) + b"\x01")
     out = tmp_path / "o"
