@@ -180,7 +180,6 @@ class StreamingPostProcessor:
         self._open_on = np.full(k, -1, np.int64)  # onset frame of the active run (-1: none)
         self._open_max = np.full(k, -np.inf, np.float64)
         self._pend: dict[int, tuple[int, int, float]] = {}  # class -> closed run (on, off, score) awaiting merges
-        self._pend_since_max: dict[int, float] = {}
         from fractions import Fraction
 
         frac = Fraction(self.hop).limit_denominator(1_000_000)  # the times of frame_times, to the bit
@@ -235,17 +234,17 @@ class StreamingPostProcessor:
             cls, on, off = find_regions(active)
             # runs open before this block that end at its first frame
             for c in np.flatnonzero((self._open_on >= 0) & ~active[0]).tolist():
-                self._close(c, a, out, hist, hist_start)
+                self._close(c, a)
             for c, o, f in zip(cls.tolist(), on.tolist(), off.tolist(), strict=True):
                 if not (o == 0 and self._open_on[c] >= 0):
                     self._onset(c, a + o, out, hist, hist_start)
                 self._open_max[c] = max(self._open_max[c], float(filt[o:f, c].max()))
                 if f < n:
-                    self._close(c, a + f, out, hist, hist_start)
+                    self._close(c, a + f)
         b = a + n
         if end:
             for c in np.flatnonzero(self._open_on >= 0).tolist():
-                self._close(c, b, out, hist, hist_start)
+                self._close(c, b)
             for c in list(self._pend):
                 self._final(c, out, duration, b)
         else:
@@ -269,7 +268,8 @@ class StreamingPostProcessor:
         self._open_on[c] = i
         self._open_max[c] = -np.inf
 
-    def _close(self, c: int, i: int, out: list[Event], hist: np.ndarray, hist_start: int) -> None:
+    def _close(self, c: int, i: int) -> None:
+        """The active run of class ``c`` ends before frame ``i``: it waits for merges (:meth:`_onset`)."""
         self._pend[c] = (int(self._open_on[c]), i, float(self._open_max[c]))
         self._open_on[c] = -1
         self._open_max[c] = -np.inf
