@@ -306,6 +306,8 @@ def run(args: argparse.Namespace) -> int:
 
     det = new_detector()
     pp = det.postprocess
+    if source.realtime:
+        det.warmup()  # the first forward pass is slow; not while audio is arriving
     source.start()  # a missing or busy device: one line, before any output is made
     settings = {**predictor.settings(), "postprocess": pp.settings(), "source": args.source}
     outputs = None

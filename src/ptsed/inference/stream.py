@@ -386,6 +386,12 @@ class StreamDetector:
         """Seconds up to which the raw frame scores are final."""
         return self.frames_out * self.frame_hop_s
 
+    def warmup(self) -> None:
+        """Run the model once on a silent window, so the first real window does not pay for the lazy set-up
+        of the framework (seconds on a CPU): a real-time source then does not fall behind at its start."""
+        p = self.predictor
+        p._forward(np.zeros((1, p.window_samples), np.float32), "detect", None)
+
     def push(self, samples: np.ndarray) -> StreamResult:
         """Add a block of samples, (n,) or (n, channels) at the stream's rate; returns what became final.
 
