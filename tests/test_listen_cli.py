@@ -118,7 +118,7 @@ def test_tables_grow_under_partial_names_while_the_stream_runs(tmp_path: Path, m
     thread = threading.Thread(target=feed, daemon=True)
     thread.start()
     monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=os.fdopen(r, "rb")))
-    args = ["listen", "-", "--rate", "16000", "--model", "demo", "--hop", "1", "--device", "cpu", "-q"]
+    args = ["listen", "-", "--rate", "16000", "--model", "demo", *HOP, "-q"]
     assert main([*args, "--output", str(out), "--format", "jsonl,tsv,csv,audacity,scores"]) == 0
     thread.join()
     assert seen["partial"] == [
