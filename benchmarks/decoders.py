@@ -77,7 +77,7 @@ def build(src: Path, out: Path, counts: dict[str, int], seed: int) -> dict[str, 
 
 
 def evaluate(out: Path, gt: Path, durations: Path, **source: str) -> dict:
-    (kind, path), = source.items()
+    ((kind, path),) = source.items()
     ptsed("evaluate", "--ground-truth", str(gt), "--durations", str(durations), f"--{kind}", path,
           "--median-filter", "0", "--no-plot", "--output", str(out))  # fmt: skip
     return json.loads((out / "summary.json").read_text())

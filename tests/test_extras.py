@@ -124,7 +124,7 @@ def test_api_entries_check_their_extras(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 def test_require_and_missing_modules(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert set(extras.EXTRAS) == {"media", "plot", "hdf5", "eval", "train", "onnx"}
+    assert set(extras.EXTRAS) == {"media", "plot", "hdf5", "eval", "train", "onnx", "live"}
     for extra in extras.EXTRAS:  # the test environment installs ptsed[all]
         assert extras.missing_modules(extra) == [] and extras.has(extra)
     extras.require("eval", "train", "hdf5", "plot", "media")

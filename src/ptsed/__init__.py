@@ -6,6 +6,7 @@ The public surface is small and imported lazily, so ``import ptsed`` and ``ptsed
 - :func:`list_models` / :func:`list_pretrained` list architectures and pretrained names.
 - :class:`Predictor` runs a model over audio of any length (frame scores, events, embeddings).
 - :func:`detect` runs the whole detection loop: score source -> post-processing -> writers.
+- :class:`StreamDetector` detects on a live stream, block by block, with the offline results.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ _LAZY = {
     "SEDOutput": "ptsed.models.sed_model",
     "Predictor": "ptsed.inference.predictor",
     "detect": "ptsed.inference.detect",
+    "StreamDetector": "ptsed.inference.stream",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -30,6 +32,7 @@ __all__ = ["__version__", *_LAZY]
 if TYPE_CHECKING:  # pragma: no cover
     from ptsed.inference.detect import detect
     from ptsed.inference.predictor import Predictor
+    from ptsed.inference.stream import StreamDetector
     from ptsed.models.factory import create_model
     from ptsed.models.sed_model import SEDModel, SEDOutput
     from ptsed.models.zoo import get_pretrained_spec, list_models, list_pretrained

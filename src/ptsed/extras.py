@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "eval": ("sed_scores_eval", "pandas", "pkg_resources"),
     "train": ("lightning", "tensorboard", "yaml", "sed_scores_eval", "pandas", "pkg_resources"),
     "onnx": ("onnx", "onnxruntime", "onnxscript"),
+    "live": ("sounddevice",),
 }
 """Extra -> the top-level modules ptsed imports from it (``pkg_resources``: sed_scores_eval's dependency
 dcase_util needs setuptools < 81, which the ``eval`` extra pins)."""
@@ -56,7 +57,7 @@ def require(*extras: str, what: str = "this feature") -> None:
 
     Args:
         extras: names of :data:`EXTRAS` (``"eval"``, ``"train"``, ``"hdf5"``, ``"plot"``, ``"media"``,
-            ``"onnx"``).
+            ``"onnx"``, ``"live"``).
         what: the command or feature that needs them, for the message (``"ptsed evaluate"``).
     """
     for extra in extras:

@@ -184,6 +184,17 @@ def register(subparsers: Any) -> None:
     o.add_argument("--per-file", action="store_true", help="tsv/csv/json: one event file per input (events/)")
     o.add_argument("--plot", action="store_true", help="write plots/<name>.png (spectrogram, scores, events)")
     o.add_argument("--plot-top", type=int, default=10, metavar="K", help="classes shown in plots (10)")
+    add_postprocess_arguments(p)
+    from ptsed.cli.decoder import add_decoder_arguments
+    from ptsed.cli.vocabulary import add_vocabulary_arguments
+
+    add_vocabulary_arguments(p, include_exclude=False)
+    add_decoder_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_postprocess_arguments(p: argparse.ArgumentParser) -> None:
+    """The post-processing options of ``detect`` (and ``listen``); :func:`postprocess_options` reads them."""
     pp = p.add_argument_group("post-processing (all lengths in seconds)")
     pp.add_argument(
         "--threshold",
@@ -217,13 +228,23 @@ def register(subparsers: Any) -> None:
         "--include", action="append", metavar="NAME|FILE", help="report only these classes (repeatable, or a file)"
     )
     pp.add_argument("--exclude", action="append", metavar="NAME|FILE", help="never report these classes")
-    from ptsed.cli.vocabulary import add_vocabulary_arguments
 
-    add_vocabulary_arguments(p, include_exclude=False)
-    from ptsed.cli.decoder import add_decoder_arguments
 
-    add_decoder_arguments(p)
-    p.set_defaults(func=run)
+def postprocess_options(args: argparse.Namespace) -> dict[str, Any]:
+    """:class:`PostProcessor` fields given by the options of :func:`add_postprocess_arguments` (the
+    checkpoint's stored values and ``--postprocess`` fill what they leave out)."""
+    postprocess: dict[str, Any] = {
+        "min_duration_s": args.min_duration,
+        "merge_gap_s": args.merge_gap,
+        "top_k": args.top_k,
+        "include": names_from_args(args.include),
+        "exclude": names_from_args(args.exclude),
+    }
+    if args.threshold is not None:
+        postprocess["threshold"] = args.threshold
+    if args.median_filter is not None:
+        postprocess["median_filter_s"] = args.median_filter if args.median_filter != 0 else None
+    return postprocess
 
 
 def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -361,17 +382,7 @@ def run(args: argparse.Namespace) -> int:
     """``ptsed detect``: the flags, translated into one :func:`ptsed.inference.detect.detect` call."""
     from ptsed.inference.detect import detect
 
-    postprocess: dict[str, Any] = {
-        "min_duration_s": args.min_duration,
-        "merge_gap_s": args.merge_gap,
-        "top_k": args.top_k,
-        "include": names_from_args(args.include),
-        "exclude": names_from_args(args.exclude),
-    }
-    if args.threshold is not None:
-        postprocess["threshold"] = args.threshold
-    if args.median_filter is not None:
-        postprocess["median_filter_s"] = args.median_filter if args.median_filter != 0 else None
+    postprocess = postprocess_options(args)
     models = _model_args(args)
     run_options: dict[str, Any] = {}
     if models:  # without a model the inputs are saved scores

@@ -25,6 +25,7 @@ COMMANDS = {
     "train": "ptsed.cli.train",
     "ensemble-logits": "ptsed.cli.ensemble_logits",
     "export": "ptsed.cli.export",
+    "listen": "ptsed.cli.listen",
 }
 
 EPILOG = """examples:

@@ -16,8 +16,9 @@ FRAME_HOP_S = 0.04
 """Hop of the output frames of every ptsed model, in seconds."""
 
 
-def frame_times(num: int, hop_s: float, duration_s: float | None = None) -> np.ndarray:
-    """Frame boundaries ``i * hop_s`` for ``i = 0 .. num - 1`` in seconds, float64, clipped to ``duration_s``.
+def frame_times(num: int, hop_s: float, duration_s: float | None = None, first: int = 0) -> np.ndarray:
+    """Frame boundaries ``i * hop_s`` for ``i = first .. first + num - 1`` in seconds, float64, clipped to
+    ``duration_s`` (``first``: a live stream's later frames).
 
     Each value is one correctly rounded division of integers (0.04 s frames: ``i / 25``, which equals
     upstream's ``i * 4 / 100``), so the times print as short decimals (``10.32``, not ``10.320000000000002``).
@@ -25,7 +26,7 @@ def frame_times(num: int, hop_s: float, duration_s: float | None = None) -> np.n
     from fractions import Fraction
 
     frac = Fraction(hop_s).limit_denominator(1_000_000)
-    t = np.arange(num, dtype=np.float64) * frac.numerator / frac.denominator
+    t = np.arange(first, first + num, dtype=np.float64) * frac.numerator / frac.denominator
     if duration_s is not None:
         np.clip(t, 0.0, duration_s, out=t)
     return t

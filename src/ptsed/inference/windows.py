@@ -144,12 +144,17 @@ class Stitcher:
         expected_frames: the number of frames the output will have, if known (from the file's declared
             length): the output array is allocated once at that size. Without it (or when it is exceeded)
             the array grows by doubling.
+        keep: store the stitched output (``True``). With ``False`` (a live stream) nothing is stored:
+            :meth:`take` hands out the frames that became final since the last call, and :meth:`finish`
+            returns the frames not yet taken.
 
     Memory stays at about one window beyond the stitched output: frames are final once a later window
     starts after them, and are copied into the output array at once.
     """
 
-    def __init__(self, frames_per_window: int, mode: str = "centre", expected_frames: int | None = None) -> None:
+    def __init__(
+        self, frames_per_window: int, mode: str = "centre", expected_frames: int | None = None, *, keep: bool = True
+    ) -> None:
         if mode not in STITCH_MODES:
             raise ValueError(f"unknown stitch mode {mode!r}; expected one of {STITCH_MODES}")
         self.frames = frames_per_window
@@ -161,6 +166,21 @@ class Stitcher:
         self._acc: np.ndarray | None = None  # mean: sums of frames [_done, _done + len)
         self._cnt: np.ndarray | None = None
         self._last_start = -1
+        self._keep = keep
+        self._taken: list[np.ndarray] = []  # keep=False: final frames not yet taken
+
+    @property
+    def final_frames(self) -> int:
+        """Frames that are final so far (stored, or handed out by :meth:`take`)."""
+        return self._done
+
+    def take(self) -> np.ndarray | None:
+        """``keep=False``: the (n, D) float32 frames that became final since the last call (``None``: none)."""
+        if not self._taken:
+            return None
+        out = self._taken[0] if len(self._taken) == 1 else np.concatenate(self._taken)
+        self._taken = []
+        return out
 
     def add(self, start: int, values: np.ndarray) -> None:
         """Add the output (F, D) of the window that starts at frame ``start``."""
@@ -214,6 +234,14 @@ class Stitcher:
                     raise ValueError("some frames are not covered by any window")
                 self._emit(self._acc[:end] / self._cnt[:end, None])
             self._acc = self._cnt = None
+        if not self._keep:
+            if self._last_start < 0:
+                raise ValueError("no window was added")
+            rest = self.take()
+            excess = self._done - total_frames  # frames past the end (never stored by the offline path)
+            if rest is None:
+                return np.zeros((0, 0), np.float32)
+            return rest[: max(0, rest.shape[0] - max(0, excess))]
         if self._out is None:
             raise ValueError("no window was added")
         if self._done < total_frames:
@@ -226,6 +254,10 @@ class Stitcher:
         """Store final frames ``[_done, _done + len(values))`` in the output array."""
         n, d = values.shape
         need = self._done + n
+        if not self._keep:
+            self._taken.append(np.asarray(values, np.float32))
+            self._done = need
+            return
         if self._out is None:
             self._out = np.empty((max(need, self._expected, 4 * self.frames), d), np.float32)
         elif need > self._out.shape[0]:
