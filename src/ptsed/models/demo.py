@@ -222,7 +222,8 @@ def _write_readme(
         lines += [
             "",
             f"Scores on the {val.get('soundscapes', '')} validation soundscapes (new mixtures of the training "
-            "recordings; they pick the checkpoint, so these figures are optimistic):",
+            "recordings; they choose the post-processing, and the model has heard their recordings, so these figures "
+            "are optimistic):",
             "",
         ]
     else:
