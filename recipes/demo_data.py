@@ -88,7 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default="out/demo_data", help="output folder (default out/demo_data)")
     p.add_argument("--train", type=int, default=600, help="training soundscapes (600)")
     p.add_argument("--val", type=int, default=150, help="validation soundscapes (150)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split (training: seed, validation: seed + 1)")
+    p.add_argument(
+        "--test",
+        type=int,
+        default=0,
+        help="held-out test soundscapes (0: none). The held-out groups become the test side, and the validation\n"
+        "soundscapes are new mixtures of the training recordings (they pick the checkpoint only)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the split (training: seed, validation: seed + 1, test: seed + 2)"
+    )
     p.add_argument("--val-fraction", type=float, default=0.25, help="share of each class's clips for validation")
     p.add_argument("--duration", type=float, default=10.0, help="soundscape length in seconds (10)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -98,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     manifest = [row for _, row in read_tsv(src / "manifest.tsv", ("role", "path", "label", "group", "license"))]
     side = make_split(manifest, DEMO_CLASSES, args.val_fraction, args.seed)
+    if args.test > 0:  # the held-out groups score only; validation mixes training recordings
+        side = {path: "test" if s == "val" else s for path, s in side.items()}
     by_path = {(src / r["path"]).resolve(): r for r in manifest}
     out.mkdir(parents=True, exist_ok=True)
     columns = ["side", "role", "path", "class", "label", "package", "source", "license", "group", "duration"]
@@ -106,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
 
     attribution = []
     summary: dict = {"sources": str(src), "classes": DEMO_CLASSES, "duration_s": args.duration, "sides": {}}
-    for name, count, seed in (("train", args.train, args.seed), ("val", args.val, args.seed + 1)):
-        files = [src / path for path, s in side.items() if s == name]
+    sides = [("train", args.train, args.seed), ("val", args.val, args.seed + 1)]
+    if args.test > 0:
+        sides.append(("test", args.test, args.seed + 2))
+    for name, count, seed in sides:
+        pool = "train" if name == "val" and args.test > 0 else name
+        files = [src / path for path, s in side.items() if s == pool]
         t0 = time.perf_counter()
         result = synthesize(
             src / "sources" / "foreground",

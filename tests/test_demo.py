@@ -95,3 +95,36 @@ def test_missing_demo_file_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(demo, "demo_dir", lambda: tmp_path)
     with pytest.raises(CheckpointError, match="demo_train.sh"):
         demo.demo_checkpoint_path()
+
+
+def test_demo_data_holds_out_whole_recording_groups_for_the_test_side(tmp_path: Path):
+    """recipes/demo_data.py --test: test soundscapes use only held-out groups (the validation groups of the
+    two-way split, so the previous demo never trained on them); validation mixes training recordings."""
+    import importlib.util
+    import sys
+
+    if not (SOUNDSCAPES / "manifest.tsv").is_file():
+        pytest.skip("../shared/soundscapes is not available")
+    recipes = Path(__file__).resolve().parent.parent / "recipes"
+    sys.path.insert(0, str(recipes))
+    try:
+        spec = importlib.util.spec_from_file_location("demo_data_recipe", recipes / "demo_data.py")
+        assert spec and spec.loader
+        recipe = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(recipe)
+    finally:
+        sys.path.remove(str(recipes))
+    out = tmp_path / "data"
+    args = [str(SOUNDSCAPES), "--train", "6", "--val", "3", "--test", "4", "--output", str(out)]
+    assert recipe.main(args) == 0
+    manifest = {
+        r["path"]: r for r in csv.DictReader((SOUNDSCAPES / "manifest.tsv").open(encoding="utf-8"), delimiter="\t")
+    }
+    two_way = recipe.make_split(list(manifest.values()), recipe.DEMO_CLASSES, 0.25, 0)
+    with (out / "ATTRIBUTION.tsv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    groups = {side: {r["group"] for r in rows if r["side"] == side} for side in ("train", "val", "test")}
+    assert groups["test"] and groups["train"] and groups["val"]
+    assert not groups["test"] & (groups["train"] | groups["val"])
+    assert all(two_way[r["path"]] == ("val" if r["side"] == "test" else "train") for r in rows)
+    assert len(list((out / "test" / "audio").glob("*.wav"))) == 4
