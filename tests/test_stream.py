@@ -264,3 +264,14 @@ def test_transform_and_decoder_faults_before_any_audio() -> None:
         StreamDetector(tiny_model(), 16_000, postprocess=pp, transform=ClassMap([("Dog", "dog")]), device="cpu")
     with pytest.raises(ConfigError, match="median filter"):
         StreamDetector(tiny_model(), 16_000, postprocess=CSEBB(), device="cpu")
+
+
+def test_a_transform_keeps_the_stored_values_of_the_classes_it_reports() -> None:
+    """Per-class thresholds a checkpoint stores name the model's classes: those of classes the map keeps
+    apply, the others are dropped (as ``detect --class-map``), not an error."""
+    from ptsed.postprocess.transforms import ClassMap
+
+    model = tiny_model()
+    model.checkpoint_extra["postprocess"] = {"thresholds": {lab: 0.9 for lab in model.labels}}
+    det = StreamDetector(model, 16_000, device="cpu", transform=ClassMap([("Dog", "Dog"), ("Bird", "bird")]))
+    assert det.labels == ["Dog", "bird"] and det.postprocess.threshold == {"Dog": 0.9}

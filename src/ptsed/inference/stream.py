@@ -369,6 +369,10 @@ class StreamDetector:
         self.postprocess, self.transform = _split_transform(p.postprocess, transform)
         # unknown class names (map, --include/--exclude, per-class values): before any audio is read
         self.labels = self.model_labels if self.transform is None else self.transform.output_labels(p.labels)
+        if self.transform is not None:
+            from ptsed.postprocess.transforms import keep_stored_classes
+
+            self.postprocess = keep_stored_classes(self.postprocess, self.labels)
         self.postprocess.class_indices(self.labels)
         self.name = name
         self.sample_rate = int(sample_rate)
