@@ -84,7 +84,7 @@ def _no_inference(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("inference ran before the class names were checked")
 
-    monkeypatch.setattr("ptsed.inference.batch.run_batch", fail)
+    monkeypatch.setattr("ptsed.inference.detect.run_batch", fail)  # the name detect() calls
 
 
 @pytest.mark.parametrize(

@@ -370,3 +370,80 @@ def test_realtime_buffer_drops_the_oldest_audio_and_reports_spans() -> None:
 def test_listen_refuses_formats_that_need_the_whole_stream(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     assert main(["listen", str(SOUNDSCAPE), "--model", "demo", "--output", str(tmp_path), "--format", "npz"]) == 2
     assert "unknown output format" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------
+# vocabulary options and the ONNX backend (issues 13 and 14): as in detect
+# ----------------------------------------------------------------------------------------------------
+DEMO_MAP = (
+    "Speech\tvoice\nMusic\tmusic\nBeep, bleep\tbeep\nCattle, bovinae\tanimal\nHorse\tanimal\nChicken, rooster\tanimal\n"
+)
+
+
+@pytest.mark.parametrize("vocabulary", ["rollup", "class_map", "rollup_include"])
+def test_vocabulary_options_give_the_events_of_detect(tmp_path: Path, vocabulary: str) -> None:
+    """``--rollup``, ``--class-map`` (merging classes) and ``--include`` of a rolled-up parent: the streamed
+    events and filtered scores equal ``ptsed detect``'s with the same options; raw scores stay the model's."""
+    cmap = tmp_path / "map.tsv"
+    cmap.write_text(DEMO_MAP)
+    opts = {
+        "rollup": ["--rollup"],
+        "class_map": ["--class-map", str(cmap)],
+        "rollup_include": ["--rollup", "--include", "Human voice", "--include", "Animal"],
+    }[vocabulary]
+    fmt = ["--format", "tsv,scores,scores_filtered", "-q"]
+    det, live = tmp_path / "detect", tmp_path / "listen"
+    assert main(["detect", str(SOUNDSCAPE), "--model", "demo", *HOP, *opts, "--output", str(det), *fmt]) == 0
+    assert main(["listen", str(SOUNDSCAPE), "--model", "demo", *HOP, *opts, "--output", str(live), *fmt]) == 0
+    events = _events(det / "events.tsv")
+    assert events and _events(live / "events.tsv") == events
+    labels = {label for _, _, label in events}
+    if vocabulary == "class_map":
+        assert labels <= {"voice", "music", "beep", "animal"}
+    else:
+        assert labels & {"Human voice", "Animal"}  # parents the demo model does not have
+    for name, columns in (("scores_filtered", None), ("scores", 2 + 10)):
+        a, b = (f / name / "soundscape.tsv" for f in (live, det))
+        assert a.read_text().splitlines()[0] == b.read_text().splitlines()[0]  # the same classes
+        x, y = np.loadtxt(a, skiprows=1), np.loadtxt(b, skiprows=1)
+        np.testing.assert_allclose(x, y, atol=1e-5)
+        if columns is not None:
+            assert x.shape[1] == columns  # raw scores: the model's 10 classes
+
+
+def test_unknown_class_fails_with_a_suggestion_before_reading_audio(monkeypatch, capsys) -> None:  # noqa: ANN001
+    """A misspelt name among the rolled-up classes, or a name that is not a class: one line with the closest
+    names, and not a byte of the raw PCM on standard input is read."""
+    data = b"\x01\x02" * 500
+    cases = [(["--rollup", "--include", "Human voise"], "Human voice"), (["--include", "Beep"], "Beep, bleep")]
+    for opts, suggestion in cases:
+        r, w = os.pipe()
+        os.write(w, data)
+        os.close(w)
+        with os.fdopen(r, "rb") as fh:
+            monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=fh))
+            assert main(["listen", "-", "--rate", "16000", "--model", "demo", *HOP, *opts]) != 0
+            assert fh.read() == data  # nothing was read
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and opts[-1] in err[0] and suggestion in err[0], err
+
+
+def test_listen_offers_no_csebb_decoder(capsys) -> None:  # noqa: ANN001
+    """cSEBB boxes need whole clips: listen has no ``--decoder`` (an argparse error, one usage line)."""
+    with pytest.raises(SystemExit) as exc:
+        main(["listen", str(SOUNDSCAPE), "--model", "demo", "--decoder", "csebb"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --decoder csebb" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_backend_onnx_gives_the_events_of_torch(tmp_path: Path) -> None:
+    """``listen --backend onnx`` (exported on first use, ~9 s here): the events and raw scores of torch."""
+    runs = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / backend
+        argv = ["listen", str(SOUNDSCAPE), "--model", "demo", *HOP, "--backend", backend, "--output", str(out)]
+        assert main([*argv, "--format", "tsv,scores", "-q"]) == 0
+        runs[backend] = (_events(out / "events.tsv"), np.loadtxt(out / "scores" / "soundscape.tsv", skiprows=1))
+    assert runs["onnx"][0] == runs["torch"][0] and runs["torch"][0]
+    assert np.abs(runs["onnx"][1] - runs["torch"][1]).max() <= 1e-4

@@ -224,3 +224,54 @@ def test_an_empty_stream_flushes_to_nothing() -> None:
 
 def test_stream_detector_is_public() -> None:
     assert ptsed.StreamDetector is StreamDetector
+
+
+def test_a_score_transform_gives_the_offline_events_of_its_classes(tmp_path: Path) -> None:
+    """``transform=`` (roll-up, then a class map merging parents): the filtered scores and events equal those
+    of ``Predictor`` with the same transform in front of its post-processing; raw scores stay the model's."""
+    from ptsed.postprocess.pipeline import PostProcessor
+    from ptsed.postprocess.transforms import ClassMap, Rollup, with_transform
+
+    model = tiny_model(context=3)
+    transform = Rollup() | ClassMap([("Human voice", "voice"), ("Animal", "animal"), ("Music", "music")])
+    pp = PostProcessor(threshold=_threshold_near_median(model, 2.0), median_filter_s=0.3, merge_gap_s=0.2)
+    sr, x = 16_000, _signal(13.1, 16_000, 1, 8)
+    path = tmp_path / "a.wav"
+    sf.write(path, x, sr, subtype="FLOAT")
+    offline = Predictor(model, hop_s=2.0, device="cpu", postprocess=with_transform(pp, transform)).predict(path)
+    det = StreamDetector(Predictor(model, hop_s=2.0, device="cpu", postprocess=pp), sr, transform=transform)
+    assert det.labels == ["voice", "animal", "music"] and det.model_labels == list(model.labels)
+    scores, _, filtered, events = _stream(det, x, 8)
+    np.testing.assert_allclose(scores, offline.scores[0].scores, atol=2e-5)
+    np.testing.assert_allclose(filtered, offline.filtered[0].scores, atol=2e-5)
+    assert offline.filtered[0].labels == det.labels
+    want = sorted(offline.events, key=_key)
+    assert len(want) > 2 and [_key(e) for e in sorted(events, key=_key)] == [_key(e) for e in want]
+    # the same transform carried by the post-processor (as ptsed listen passes it)
+    det2 = StreamDetector(Predictor(model, hop_s=2.0, device="cpu", postprocess=with_transform(pp, transform)), sr)
+    assert det2.labels == det.labels and det2.transform is transform
+
+
+def test_transform_and_decoder_faults_before_any_audio() -> None:
+    from ptsed.postprocess.pipeline import PostProcessor
+    from ptsed.postprocess.sebb import CSEBB
+    from ptsed.postprocess.transforms import ClassMap
+
+    with pytest.raises(ConfigError, match="no class 'Dgo'.*Dog"):
+        StreamDetector(tiny_model(), 16_000, transform=ClassMap([("Dgo", "dog")]), device="cpu")
+    with pytest.raises(ConfigError, match="'Bird'"):  # --include names the transformed classes
+        pp = PostProcessor(include=["Bird"])
+        StreamDetector(tiny_model(), 16_000, postprocess=pp, transform=ClassMap([("Dog", "dog")]), device="cpu")
+    with pytest.raises(ConfigError, match="median filter"):
+        StreamDetector(tiny_model(), 16_000, postprocess=CSEBB(), device="cpu")
+
+
+def test_a_transform_keeps_the_stored_values_of_the_classes_it_reports() -> None:
+    """Per-class thresholds a checkpoint stores name the model's classes: those of classes the map keeps
+    apply, the others are dropped (as ``detect --class-map``), not an error."""
+    from ptsed.postprocess.transforms import ClassMap
+
+    model = tiny_model()
+    model.checkpoint_extra["postprocess"] = {"thresholds": {lab: 0.9 for lab in model.labels}}
+    det = StreamDetector(model, 16_000, device="cpu", transform=ClassMap([("Dog", "Dog"), ("Bird", "bird")]))
+    assert det.labels == ["Dog", "bird"] and det.postprocess.threshold == {"Dog": 0.9}

@@ -79,6 +79,9 @@ def register(subparsers: Any) -> None:
         help=f"with --output, comma-separated: {', '.join(LIVE_FORMATS)} (default: jsonl,tsv)",
     )
     add_postprocess_arguments(p)
+    from ptsed.cli.vocabulary import add_vocabulary_arguments
+
+    add_vocabulary_arguments(p, include_exclude=False)  # --include/--exclude: add_postprocess_arguments
     p.set_defaults(func=run)
 
 
@@ -259,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ptsed.cli.detect import build_predictor, postprocess_options
+    from ptsed.cli.vocabulary import apply_to_predictor
     from ptsed.core.errors import AudioError, ConfigError
     from ptsed.inference.stream import StreamDetector
     from ptsed.io.results import parse_formats
@@ -292,11 +296,12 @@ def run(args: argparse.Namespace) -> int:
         predictor = build_predictor(args)
     finally:
         args.channels = channels_arg
-    if profile is not None:
-        profile.check_labels(predictor.labels, f"profile {args.postprocess!r}")
     # the one place detect's post-processing is decided: flags > --postprocess > the checkpoint's > defaults
     predictor.postprocess = PostProcessor.for_model(predictor.models, postprocess_options(args), profile=profile)
-    predictor.postprocess.class_indices(predictor.labels)  # unknown class names: before any audio is read
+    reported = apply_to_predictor(args, predictor, predictor.labels)  # --rollup / --class-map, as detect
+    if profile is not None:
+        profile.check_labels(reported, f"profile {args.postprocess!r}")
+    predictor.postprocess.class_indices(reported)  # unknown class names: before any audio is read
     if predictor.postprocess_from_checkpoint and not args.quiet:
         print(
             f"using the per-class {' and '.join(predictor.postprocess_from_checkpoint)} stored in the checkpoint",
@@ -311,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
     if source.realtime:
         det.warmup()  # the first forward pass is slow; not while audio is arriving
     source.start()  # a missing or busy device: one line, before any output is made
-    settings = {**predictor.settings(), "postprocess": pp.settings(), "source": args.source}
+    settings = {**predictor.settings(), "postprocess": predictor.postprocess.settings(), "source": args.source}
     outputs = None
     if args.output:
         outputs = LiveOutputs(
@@ -320,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
             source.name,
             settings,
             predictor.sample_rate,
-            lambda events: pp._sorted(list(events), predictor.labels),
+            lambda events: pp._sorted(list(events), det.labels),
             overwrite=args.overwrite,
         )
     elif not args.quiet:

@@ -5,7 +5,6 @@ names are checked against the model's labels before any inference (:mod:`ptsed.p
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
 from typing import Any
 
 
@@ -104,16 +103,13 @@ def apply_to_predictor(args: argparse.Namespace, predictor: Any, labels: list[st
     """Put the ``--rollup/--class-map`` transform in front of ``predictor.postprocess`` and check its class
     names against the model's ``labels``; returns the classes events are reported for (check them with
     :func:`ptsed.postprocess.transforms.check_classes` once any profile has been checked)."""
-    from ptsed.postprocess.transforms import with_transform
+    from ptsed.postprocess.transforms import keep_stored_classes, with_transform
 
     transform = build_transform(args)
     if transform is None:
         return list(labels)
-    pp = with_transform(predictor.postprocess, transform)
     reported = transform.output_labels(labels)
     # per-class values stored in a fine-tuned checkpoint name the model's classes: keep those still reported
-    stored = [f for f in getattr(predictor, "postprocess_from_checkpoint", []) if isinstance(getattr(pp, f), Mapping)]
-    if stored:
-        pp = pp.with_options(**{f: {k: v for k, v in getattr(pp, f).items() if k in reported} for f in stored})
-    predictor.postprocess = pp
+    stored = getattr(predictor, "postprocess_from_checkpoint", [])
+    predictor.postprocess = keep_stored_classes(with_transform(predictor.postprocess, transform), reported, stored)
     return reported

@@ -302,13 +302,19 @@ class StreamDetector:
         stitch: ``"centre"`` or ``"mean"`` (see :mod:`ptsed.inference.windows`).
         postprocess: a :class:`PostProcessor`, or a dict of its fields, or ``None`` (the defaults, with
             the per-class values stored in a fine-tuned checkpoint), exactly as ``Predictor`` and ``detect``.
+        transform: a :class:`ptsed.postprocess.transforms.ScoreTransform` (``--rollup``, ``--class-map``)
+            applied to each block of final raw frame scores before the streaming post-processing, so the
+            filtered scores and events are of its classes, as ``detect`` with the same options; a
+            post-processor made by :func:`~ptsed.postprocess.transforms.with_transform` brings its own (this one
+            is applied after it). Class names are checked here, before any audio is pushed.
         name: the stream's name (``filename`` of its events, ``source`` of its scores).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         batch_size: windows per forward pass when a block brings several.
         **options: further ``Predictor`` options (``precision``, ``int8``).
 
     Attributes:
-        labels: class names of the score columns.
+        labels: class names of the filtered scores and events (the transform's, if any).
+        model_labels: class names of the raw scores (the model's).
         predictor: the underlying :class:`Predictor` (models, window plan, post-processing).
         samples_in: samples pushed so far (at the stream's rate).
         frames_out: raw frames handed out so far.
@@ -324,6 +330,7 @@ class StreamDetector:
         stitch: str = "centre",
         postprocess: PostProcessor | dict | None = None,
         *,
+        transform: Any = None,
         name: str = "stream",
         device: str | None = "auto",
         batch_size: int | None = None,
@@ -358,11 +365,18 @@ class StreamDetector:
             raise ConfigError("a stream is mixed to mono (channels='mix')")
         if not p.labels:
             raise ConfigError(f"model {p.models[0].name!r} has no classification head")
-        self.labels = p.labels
+        self.model_labels = list(p.labels)
+        self.postprocess, self.transform = _split_transform(p.postprocess, transform)
+        # unknown class names (map, --include/--exclude, per-class values): before any audio is read
+        self.labels = self.model_labels if self.transform is None else self.transform.output_labels(p.labels)
+        if self.transform is not None:
+            from ptsed.postprocess.transforms import keep_stored_classes
+
+            self.postprocess = keep_stored_classes(self.postprocess, self.labels)
+        self.postprocess.class_indices(self.labels)
         self.name = name
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
-        self.postprocess: PostProcessor = p.postprocess
         self.frame_hop_s = p.frame_hop_s
         self._resampler = StreamResampler(self.sample_rate, p.sample_rate, self.channels)
         self._cutter = WindowCutter(p.window_samples, p.hop_frames * p.frame_samples, p.frame_samples)
@@ -426,7 +440,7 @@ class StreamDetector:
                 )
             for (start, _), values in zip(part, out, strict=True):
                 self._stitcher.add(start // p.frame_samples, values)
-        k = len(self.labels)
+        k = len(self.model_labels)
         raw: np.ndarray | None
         if end:
             raw = self._stitcher.finish(math.ceil(total / p.frame_samples)) if total > 0 else None
@@ -437,13 +451,47 @@ class StreamDetector:
             raw = np.zeros((0, k), np.float32)
         first = self.frames_out
         self.frames_out += raw.shape[0]
-        filtered, f_first, events = self._post.push(raw)
+        final = raw
+        if self.transform is not None:
+            final = self.transform(FrameScores(raw, np.zeros(raw.shape[0] + 1), self.model_labels)).scores
+        filtered, f_first, events = self._post.push(final)
         if end:
             rest, _, more = self._post.finish(duration or 0.0)
             filtered = np.concatenate([filtered, rest])
             events = self.postprocess._sorted(events + more, self.labels)
-        return StreamResult(self._frames(raw, first, duration), self._frames(filtered, f_first, duration), events)
+        return StreamResult(
+            self._frames(raw, first, duration, self.model_labels),
+            self._frames(filtered, f_first, duration, self.labels),
+            events,
+        )
 
-    def _frames(self, values: np.ndarray, first: int, duration: float | None) -> FrameScores:
+    def _frames(self, values: np.ndarray, first: int, duration: float | None, labels: list[str]) -> FrameScores:
         ts = frame_times(values.shape[0] + 1, self.frame_hop_s, duration, first=first)
-        return FrameScores(values, ts, self.labels, source=self.name, meta={"hop_s": self.frame_hop_s})
+        return FrameScores(values, ts, labels, source=self.name, meta={"hop_s": self.frame_hop_s})
+
+
+def _split_transform(postprocess: PostProcessor, transform: Any) -> tuple[PostProcessor, Any]:
+    """The median-filter post-processing and the score transform (``transform`` after the post-processor's
+    own) that a stream applies in two steps.
+
+    Raises:
+        ConfigError: a decoder other than the median filter (cSEBB needs a whole clip).
+    """
+    from dataclasses import fields
+
+    from ptsed.postprocess.transforms import ScoreTransform, TransformingPostProcessor
+
+    if transform is not None and not isinstance(transform, ScoreTransform):
+        raise ConfigError(f"transform must be a ScoreTransform, not {type(transform).__name__}")
+    if type(postprocess) not in (PostProcessor, TransformingPostProcessor):
+        raise ConfigError(
+            f"a stream decodes with the median filter; {type(postprocess).__name__} post-processing needs "
+            "whole clips (use ptsed detect)"
+        )
+    if isinstance(postprocess, TransformingPostProcessor):
+        own = postprocess.transform
+        values = {f.name: getattr(postprocess, f.name) for f in fields(PostProcessor) if f.init and f.name != "_cache"}
+        postprocess = PostProcessor(**values)
+        if own is not None:
+            transform = own if transform is None else own | transform
+    return postprocess, transform

@@ -240,6 +240,24 @@ def with_transform(postprocessor: PostProcessor, transform: ScoreTransform | Non
     return TransformingPostProcessor(**values)
 
 
+def keep_stored_classes(
+    postprocessor: PostProcessor, labels: Sequence[str], from_checkpoint: Sequence[str] | None = None
+) -> PostProcessor:
+    """``postprocessor`` with the per-class values a fine-tuned checkpoint stored (the fields named by
+    ``from_checkpoint``, default ``postprocessor.from_checkpoint``) kept only for the classes still reported
+    (``labels``: after a transform); they name the model's classes."""
+    from collections.abc import Mapping
+
+    keep = set(labels)
+    names = postprocessor.from_checkpoint if from_checkpoint is None else from_checkpoint
+    stored = [f for f in names if isinstance(getattr(postprocessor, f, None), Mapping)]
+    if not stored:
+        return postprocessor
+    return postprocessor.with_options(
+        **{f: {k: v for k, v in getattr(postprocessor, f).items() if k in keep} for f in stored}
+    )
+
+
 def check_classes(postprocessor: PostProcessor, labels: Sequence[str]) -> None:
     """Check a post-processor's ``include``/``exclude`` names and per-class settings against the classes events
     are reported for (``labels``: after any transform), before inference.
