@@ -216,3 +216,37 @@ def test_a_binary_or_non_utf8_ground_truth_is_one_line(syn, tmp_path, capsys, co
                  "--output", str(tmp_path / "out")])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "gt.tsv" in err[0] and "UTF-8" in err[0] and "Traceback" not in err[0]
+
+
+def test_model_mode_takes_the_hop_and_window_of_detect(tmp_path, capsys) -> None:
+    """``--hop``/``--window`` reach the Predictor: on a 20 s file the saved scores equal the Predictor's at that
+    hop, and differ from those at the default hop; they are refused without a model and with a protocol."""
+    pytest.importorskip("ptsed.inference.predictor")
+    from ptsed.inference.predictor import Predictor
+    from ptsed.io.scores_tsv import read_scores_tsv
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "audio").mkdir()
+    t = np.arange(16000 * 20) / 16000
+    wave = 0.3 * np.sin(2 * np.pi * 440 * t) * (np.sin(2 * np.pi * 0.1 * t) > 0) + rng.normal(0, 0.05, t.size)
+    sf.write(tmp_path / "audio" / "long.wav", wave.astype(np.float32), 16000)
+    (tmp_path / "gt.tsv").write_text("filename\tonset\toffset\tevent_label\nlong.wav\t1.0\t4.0\tBeep, bleep\n")
+    (tmp_path / "dur.tsv").write_text("filename\tduration\nlong.wav\t20\n")
+    common = ["evaluate", "--ground-truth", str(tmp_path / "gt.tsv"), "--durations", str(tmp_path / "dur.tsv"),
+              "--metrics", "psds1", "--no-plot"]  # fmt: skip
+    model = ["--model", "demo", "--audio", str(tmp_path / "audio"), "--device", "cpu"]
+    scores = {}
+    for name, extra in (("default", []), ("hop10", ["--hop", "10"]), ("w8", ["--window", "8", "--hop", "4"])):
+        assert main([*common, *model, *extra, "--save-scores", str(tmp_path / name),
+                     "--output", str(tmp_path / f"eval_{name}")]) == 0  # fmt: skip
+        scores[name] = read_scores_tsv(tmp_path / name / "long.tsv")[0]
+    for name, kwargs in (("default", {}), ("hop10", {"hop_s": 10.0}), ("w8", {"window_s": 8.0, "hop_s": 4.0})):
+        audio, sr = sf.read(tmp_path / "audio" / "long.wav", dtype="float32")
+        expected = Predictor("demo", device="cpu", **kwargs).frame_scores(audio, sr).scores
+        np.testing.assert_allclose(scores[name], expected, atol=1e-5, err_msg=name)
+    assert np.abs(scores["hop10"] - scores["default"]).max() > 1e-4
+    capsys.readouterr()
+    assert main([*common, "--scores", str(tmp_path / "hop10"), "--hop", "10", "--output", str(tmp_path / "x")]) == 2
+    assert "--hop go with --model" in capsys.readouterr().err
+    assert main([*common, *model, "--protocol", "audioset-strong", "--hop", "10", "--output", str(tmp_path / "y")]) == 2
+    assert "cannot be used with --protocol" in capsys.readouterr().err

@@ -49,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", metavar="FILE", help="run this checkpoint file (--model may then be left out)")
     p.add_argument("--device", help="with --model: torch device (default: auto, CUDA when available)")
+    p.add_argument("--window", type=float, metavar="SECONDS",
+                   help="with --model: window length in seconds (default: the model's, 10 s)")  # fmt: skip
+    p.add_argument("--hop", type=float, metavar="SECONDS",
+                   help="with --model: hop between windows in seconds (default: detect's)")  # fmt: skip
     p.add_argument("--save-scores", metavar="DIR", help="with --model: also write the raw scores, one TSV per clip")
     p.add_argument("--output", required=True, metavar="DIR", help="folder for summary.json, per_class.csv, psd_roc.png")
     p.add_argument("--protocol", choices=["audioset-strong"],
@@ -155,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --scores DIR, --detections TSV, or a model (--model NAME and/or --checkpoint FILE)")
     if args.model is None and (args.audio or args.checkpoint or args.save_scores):
         raise ConfigError("--audio, --checkpoint and --save-scores go with --model")
+    if args.model is None and (args.window is not None or args.hop is not None):
+        raise ConfigError("--window and --hop go with --model")
+    if args.protocol and (args.window is not None or args.hop is not None):
+        raise ConfigError(f"--window and --hop cannot be used with --protocol {args.protocol} (one window per clip)")
     if args.model is not None and not args.audio:
         raise ConfigError("--model needs --audio (a folder of audio files or an HDF5 file)")
     metrics = METRICS if args.metrics is None else [m.strip() for m in args.metrics.split(",") if m.strip()]
@@ -168,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
         audio=args.audio,
         clip_s=protocol.clip_s,
         device=args.device or "auto",
+        window_s=args.window,
+        hop_s=args.hop,
     )
     from ptsed.cli.vocabulary import transform_source
 

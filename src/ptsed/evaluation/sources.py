@@ -117,6 +117,8 @@ class ModelScores:
         device: torch device (``"auto"``: CUDA if available).
         batch_size: windows per forward pass (``None``: the device's default, see ``Predictor``).
         group: clips decoded ahead of the model at a time.
+        window_s, hop_s: window length and hop between windows in seconds, passed to the ``Predictor``
+            (``None``: its defaults, those of ``ptsed detect``). Not with ``clip_s``.
     """
 
     kind = "model"
@@ -132,15 +134,25 @@ class ModelScores:
         device: str | None = "auto",
         batch_size: int | None = None,
         group: int = 64,
+        window_s: float | None = None,
+        hop_s: float | None = None,
     ) -> None:
         from ptsed.data.audioset import open_audio
         from ptsed.inference.predictor import Predictor
+
+        if clip_s is not None and (window_s is not None or hop_s is not None):
+            raise ConfigError("a window or hop cannot be set when every clip is scored as one window (clip_s)")
 
         self.audio = open_audio(audio) if isinstance(audio, (str, Path)) else audio
         self.clip_s = clip_s
         self.group = max(1, int(group))
         self.predictor = Predictor(
-            model, device=device or "auto", batch_size=batch_size, upstream_chunking=clip_s is not None
+            model,
+            device=device or "auto",
+            batch_size=batch_size,
+            upstream_chunking=clip_s is not None,
+            window_s=window_s,
+            hop_s=hop_s,
         )
         self.sample_rate = self.predictor.sample_rate
         self.labels = self.predictor.labels
@@ -193,15 +205,20 @@ def make_source(
     clip_s: float | None = None,
     device: str | None = "auto",
     labels: Sequence[str] | None = None,
+    window_s: float | None = None,
+    hop_s: float | None = None,
 ) -> ScoreFiles | Detections | ModelScores:
-    """Exactly one of ``scores``, ``detections``, or ``model`` with ``audio``."""
+    """Exactly one of ``scores``, ``detections``, or ``model`` with ``audio`` (and optionally the
+    ``window_s`` and ``hop_s`` of its windows, in seconds)."""
     given = [x is not None for x in (scores, detections, model)]
     if sum(given) != 1:
         raise ConfigError("give exactly one of: scores, detections, or a model with audio")
+    if model is None and (window_s is not None or hop_s is not None):
+        raise ConfigError("a window or hop goes with a model")
     if scores is not None:
         return ScoreFiles(scores)
     if detections is not None:
         return Detections(detections, labels=labels)
     if audio is None:
         raise ConfigError("a model needs audio to run on")
-    return ModelScores(model, audio, clip_s=clip_s, device=device)
+    return ModelScores(model, audio, clip_s=clip_s, device=device, window_s=window_s, hop_s=hop_s)

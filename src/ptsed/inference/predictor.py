@@ -38,7 +38,7 @@ from ptsed.core.errors import AudioError, CheckpointError, ConfigError
 from ptsed.core.frames import frame_times
 from ptsed.core.types import Event, FrameScores
 from ptsed.inference.types import Embeddings, FileResult
-from ptsed.inference.windows import STITCH_MODES, Stitcher, WindowCutter
+from ptsed.inference.windows import STITCH_MODES, Stitcher, WindowCutter, default_hop_frames
 from ptsed.io.audio import DEFAULT_BLOCK_S, ArrayStream, AudioSource, stream_audio
 from ptsed.models.sed_model import SEDModel
 from ptsed.postprocess.pipeline import PostProcessor
@@ -188,7 +188,8 @@ class Predictor:
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``: autocast of the backbone and head (the
             front-end always runs in float32).
         window_s: window length in seconds (default: the model's, 10 s).
-        hop_s: hop between windows in seconds, rounded to whole frames (default: half the window).
+        hop_s: hop between windows in seconds, rounded to whole frames (default: half the window,
+            :func:`~ptsed.inference.windows.default_hop_frames`).
         overlap_s: alternatively, the overlap of consecutive windows (``hop = window - overlap``).
         stitch: ``"centre"`` (each frame from the window whose centre is nearest) or ``"mean"`` (average
             of all windows holding the frame). See :mod:`ptsed.inference.windows`.
@@ -283,7 +284,7 @@ class Predictor:
         elif hop_s is not None:
             hop_frames = int(round(hop_s / self.frame_hop_s))
         else:
-            hop_frames = self.window_frames // 2
+            hop_frames = default_hop_frames(self.window_frames)
         if not 1 <= hop_frames <= self.window_frames:
             raise ConfigError(
                 f"the hop between windows must be between {self.frame_hop_s} s and the window ({self.window_s} s)"
