@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,10 +90,9 @@ def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
         "from ptsed.cli.main import main\n"
         f"sys.exit(main({[*EVAL, '--output', str(tmp_path / 'o')]!r}))\n"
     )
-    import ptsed
+    from child_env import child_env
 
-    env = {**os.environ, "PYTHONPATH": str(Path(ptsed.__file__).resolve().parents[1])}  # this checkout's ptsed
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=child_env())
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         'ptsed evaluate: error: ptsed evaluate needs the "eval" extra (missing: sed_scores_eval): '

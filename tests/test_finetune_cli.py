@@ -378,14 +378,12 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_stdout_has_the_results_and_stderr_the_progress_without_third_party_noise(data: Path, tmp_path: Path):
-    import os
     import subprocess
     import sys
 
-    import ptsed
+    from child_env import child_env
 
-    paths = [str(Path(__file__).parent), str(Path(ptsed.__file__).parents[1])]  # this ptsed, from any folder
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    env = child_env(Path(__file__).parent)  # this ptsed and the test helpers, from any folder
     args = ["finetune", "--model", "tinysed", "--no-pretrained", "--train", str(data / "train"), "--valid"]
     args += [str(data / "valid"), "--window", "2", "--batch-size", "4", "--epochs", "1", "--output", "run"]
     done = subprocess.run(
