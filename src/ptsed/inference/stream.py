@@ -37,6 +37,7 @@ import numpy as np
 from ptsed.core.errors import AudioError, ConfigError
 from ptsed.core.types import Event, FrameScores
 from ptsed.inference.windows import Stitcher, WindowCutter
+from ptsed.io.audio import BlockResampler
 from ptsed.postprocess.decode import find_regions, frame_times
 from ptsed.postprocess.filters import filter_sizes, median_filter
 from ptsed.postprocess.pipeline import PostProcessor
@@ -70,12 +71,11 @@ def _empty_scores(labels: Sequence[str], at_s: float, name: str, hop_s: float) -
 # ----------------------------------------------------------------------------------------------------
 # resampling and mixing
 # ----------------------------------------------------------------------------------------------------
-class StreamResampler:
-    """Mixes blocks to mono and resamples them as :class:`ptsed.io.audio.AudioStream` does a file.
+class StreamResampler(BlockResampler):
+    """Mixes pushed blocks to mono and resamples them as :class:`ptsed.io.audio.AudioStream` does a file
+    (the same :class:`~ptsed.io.audio.BlockResampler`), after checking their shape and values.
 
-    The channel mean (``float32``), then soxr's ``ResampleStream`` (quality ``HQ``); :meth:`finish` gives
-    the tail so that the total length is ``ceil(N * sr_out / sr_in)``, as for a whole file. Blocks are
-    (n,) or (n, channels), samples on the first axis; output blocks are (m,) float32.
+    Blocks are (n,) or (n, channels), samples on the first axis; output blocks are (m,) float32.
 
     Args:
         sr_in: the stream's rate in Hz.
@@ -86,55 +86,18 @@ class StreamResampler:
     def __init__(self, sr_in: int, sr_out: int, channels: int = 1) -> None:
         if sr_in <= 0 or channels <= 0:
             raise ConfigError(f"sample rate ({sr_in}) and channels ({channels}) must be positive")
-        self.sr_in, self.sr_out, self.channels = int(sr_in), int(sr_out), int(channels)
-        self._soxr: Any = None
-        if self.sr_in != self.sr_out:
-            import soxr
+        super().__init__(sr_in, sr_out, channels, mono=True)
 
-            self._soxr = soxr.ResampleStream(self.sr_in, self.sr_out, 1, dtype="float32", quality="HQ")
-        self.n_in = 0
-        self.n_out = 0
-
-    def mix(self, block: np.ndarray) -> np.ndarray:
-        """(n,) or (n, C) -> (n,) float32 mono (the channel mean), checked."""
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """Check, mix and resample one block; returns the (m,) samples that are ready (m may be 0)."""
         x = np.asarray(block)
-        if x.ndim == 2 and x.shape[1] == self.channels:
-            x = x.astype(np.float32, copy=False)
-            x = x[:, 0] if self.channels == 1 else x.mean(axis=1, dtype=np.float32)
-        elif x.ndim == 1 and self.channels == 1:
-            x = x.astype(np.float32, copy=False)
-        else:
+        if not ((x.ndim == 2 and x.shape[1] == self.channels) or (x.ndim == 1 and self.channels == 1)):
             want = "(n,) or (n, 1)" if self.channels == 1 else f"(n, {self.channels})"
             raise AudioError(f"a block of shape {x.shape} was pushed; this stream takes {want} blocks")
         if not np.isfinite(x).all():
-            bad = int(np.flatnonzero(~np.isfinite(x))[0]) + self.n_in
+            bad = int(np.argwhere(~np.isfinite(x))[0, 0]) + self.n_in
             raise AudioError(f"the stream holds NaN or infinite samples (first at {bad / self.sr_in:.3f} s)")
-        return x
-
-    def push(self, block: np.ndarray) -> np.ndarray:
-        """Mix and resample one block; returns the (m,) samples that are ready (m may be 0)."""
-        x = self.mix(block)
-        self.n_in += x.shape[0]
-        y = x if self._soxr is None else self._soxr.resample_chunk(x)
-        self.n_out += y.shape[0]
-        return np.ascontiguousarray(y, dtype=np.float32)
-
-    @property
-    def target(self) -> int:
-        """``ceil(n_in * sr_out / sr_in)``: the stream's length at the model's rate."""
-        return -(-self.n_in * self.sr_out // self.sr_in)
-
-    def finish(self) -> np.ndarray:
-        """The rest of the stream (the resampler's delay), trimmed or zero-padded to :attr:`target`."""
-        tail = np.zeros(0, np.float32)
-        if self._soxr is not None:
-            tail = self._soxr.resample_chunk(np.zeros(0, np.float32), last=True).astype(np.float32)
-        need = max(0, self.target - self.n_out)
-        tail = (
-            tail[:need] if tail.shape[0] >= need else np.concatenate([tail, np.zeros(need - tail.shape[0], np.float32)])
-        )
-        self.n_out += tail.shape[0]
-        return tail
+        return np.ascontiguousarray(super().push(x), dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -342,10 +305,8 @@ class StreamDetector:
             if window_s is not None or hop_s is not None or options:
                 raise ConfigError("give window, hop and other options to the Predictor, not to StreamDetector")
             self.predictor = model
-            if postprocess is not None:
-                self.predictor.postprocess = (
-                    postprocess if isinstance(postprocess, PostProcessor) else PostProcessor(**postprocess)
-                )
+            if postprocess is not None:  # a dict is completed by PostProcessor.for_model, as in detect
+                self.predictor.postprocess = postprocess
         else:
             specs = model if isinstance(model, list) else [model]
             self.predictor = Predictor(

@@ -465,6 +465,63 @@ def _av_blocks(
         container.close()
 
 
+class BlockResampler:
+    """Mix blocks of samples to mono (optional) and resample them, so that a stream of blocks gives what the
+    whole signal gives: soxr's ``ResampleStream`` (quality ``HQ``), and a total length of
+    ``ceil(n_in * sr_out / sr_in)`` (what ``librosa.load`` gives) once :meth:`finish` adds the tail.
+
+    The one streaming resampler of ptsed: :class:`AudioStream` (files) and the live
+    :class:`ptsed.inference.stream.StreamDetector` use it.
+
+    Args:
+        sr_in: the input rate in Hz.
+        sr_out: the output rate in Hz.
+        channels: channels of the (n, channels) input blocks.
+        mono: mix to mono (the channel mean): output blocks (m,); else (m, channels).
+    """
+
+    def __init__(self, sr_in: int, sr_out: int, channels: int = 1, mono: bool = True) -> None:
+        self.sr_in, self.sr_out, self.channels, self.mono = int(sr_in), int(sr_out), int(channels), mono
+        self._soxr = None
+        if self.sr_in != self.sr_out:
+            import soxr
+
+            width = 1 if mono else self.channels
+            self._soxr = soxr.ResampleStream(self.sr_in, self.sr_out, width, dtype="float32", quality="HQ")
+        self.n_in = 0
+        self.n_out = 0
+
+    def _nothing(self) -> np.ndarray:
+        return np.zeros((0,) if self.mono else (0, self.channels), np.float32)
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """One block, (n,) mono or (n, channels), in time order; returns the samples that are ready."""
+        x = block.mean(axis=1, dtype=np.float32) if self.mono and block.ndim == 2 else block
+        x = x.astype(np.float32, copy=False)
+        self.n_in += x.shape[0]
+        y = x if self._soxr is None else self._soxr.resample_chunk(x)
+        self.n_out += y.shape[0]
+        return y
+
+    @property
+    def target(self) -> int:
+        """``ceil(n_in * sr_out / sr_in)``: the length of the whole signal at the output rate."""
+        return -(-self.n_in * self.sr_out // self.sr_in)
+
+    def finish(self) -> np.ndarray:
+        """The rest (the resampler's delay), trimmed or zero-padded so that the total is :attr:`target`."""
+        tail = self._nothing() if self._soxr is None else self._soxr.resample_chunk(self._nothing(), last=True)
+        need = self.target - self.n_out
+        if need < 0:
+            raise AssertionError("resampler returned more samples than expected")  # pragma: no cover
+        if tail.shape[0] > need:
+            tail = tail[:need]
+        elif tail.shape[0] < need:
+            tail = np.concatenate([tail, np.zeros((need - tail.shape[0], *tail.shape[1:]), np.float32)])
+        self.n_out += tail.shape[0]
+        return np.asarray(tail, dtype=np.float32)
+
+
 class AudioStream:
     """Decoded audio of one file, block by block, mixed and resampled on the fly.
 
@@ -522,49 +579,28 @@ class AudioStream:
         return reader(self.path, self.info, block, self._start, self._stop)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        sr_in, sr_out = self.info.sample_rate, self.sample_rate
-        resampler = None
-        if sr_in != sr_out:
-            import soxr
-
-            resampler = soxr.ResampleStream(sr_in, sr_out, self.channels, dtype="float32", quality="HQ")
-        n_in = 0
-        n_out = 0
-        held: np.ndarray | None = None  # one block is held back so the end can be trimmed/padded exactly
+        sr_in = self.info.sample_rate
+        resampler = BlockResampler(sr_in, self.sample_rate, self.channels, mono=self.mono)
+        held: np.ndarray | None = None  # the last block is held back and yielded with the tail
         for raw in self._raw_blocks():
             if self.check_finite and not np.isfinite(raw).all():
-                bad = int(np.argwhere(~np.isfinite(raw))[0, 0]) + n_in
+                bad = int(np.argwhere(~np.isfinite(raw))[0, 0]) + resampler.n_in
                 raise AudioError(
                     f"audio file {str(self.path)!r} holds NaN or infinite samples (first at "
                     f"{bad / sr_in:.3f} s); ptsed does not repair audio, fix or remove the file"
                 )
-            n_in += raw.shape[0]
-            data = raw.mean(axis=1, dtype=np.float32) if self.mono else raw
-            if resampler is not None:
-                data = resampler.resample_chunk(data)
+            data = resampler.push(raw)
             if data.shape[0] == 0:
                 continue
             if held is not None:
-                n_out += held.shape[0]
                 yield self._shape(held)
             held = data
-        if n_in == 0 and self._start == 0 and self._stop is None:
+        if resampler.n_in == 0 and self._start == 0 and self._stop is None:
             raise AudioError(f"audio file {str(self.path)!r} holds no audio samples (0 s)")
-        if resampler is not None:
-            tail = resampler.resample_chunk(self._empty(), last=True)
-            held = tail if held is None else np.concatenate([held, tail])
-        target = -(-n_in * sr_out // sr_in)  # ceil(n_in * sr_out / sr_in), the length librosa.load gives
-        held = held if held is not None else self._empty()
-        need = target - n_out
-        if need < 0:
-            raise AssertionError("resampler returned more samples than expected")  # pragma: no cover
-        if held.shape[0] > need:
-            held = held[:need]
-        elif held.shape[0] < need:
-            pad = np.zeros((need - held.shape[0], *held.shape[1:]), np.float32)
-            held = np.concatenate([held, pad])
-        self.num_samples = target
-        self.num_file_samples = n_in
+        tail = resampler.finish()
+        held = tail if held is None else np.concatenate([held, tail])
+        self.num_samples = resampler.target
+        self.num_file_samples = resampler.n_in
         if held.shape[0]:
             yield self._shape(held)
 

@@ -32,12 +32,13 @@ checkpoint it describes (written by :func:`ptsed.release.demo.export_demo`)."""
 
 def demo_card(checkpoint: Path) -> dict | None:
     """The demo card beside ``checkpoint`` when it describes that very file (same sha256), else ``None``."""
-    import hashlib
     import json
+
+    from ptsed.hub.download import sha256_file
 
     try:
         card = json.loads((checkpoint.parent / DEMO_CARD).read_text(encoding="utf-8"))
-        digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+        digest = sha256_file(checkpoint)
     except (OSError, ValueError):
         return None
     ok = isinstance(card, dict) and card.get("sha256") == digest and isinstance(card.get("labels"), list)
@@ -46,12 +47,14 @@ def demo_card(checkpoint: Path) -> dict | None:
 
 def write_demo_card(checkpoint: Path, arch: str, labels: list[str]) -> Path:
     """Write the card of ``checkpoint`` (see :data:`DEMO_CARD`) beside it."""
-    import hashlib
     import json
 
-    card = {"arch": arch, "labels": list(labels), "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()}
+    from ptsed.core.files import atomic_write_text
+    from ptsed.hub.download import sha256_file
+
+    card = {"arch": arch, "labels": list(labels), "sha256": sha256_file(checkpoint)}
     path = checkpoint.parent / DEMO_CARD
-    path.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(card, indent=1) + "\n")
     return path
 
 
