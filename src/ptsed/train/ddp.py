@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,69 +19,13 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from ptsed.core.errors import PtsedError
-
-
-def is_distributed() -> bool:
-    """True when a ``torch.distributed`` process group is up with more than one process."""
-    return (
-        torch.distributed.is_available()
-        and torch.distributed.is_initialized()
-        and torch.distributed.get_world_size() > 1
-    )
-
-
-def rank_and_world() -> tuple[int, int]:
-    """(global rank, world size); (0, 1) without a process group."""
-    if not is_distributed():
-        return 0, 1
-    return torch.distributed.get_rank(), torch.distributed.get_world_size()
-
-
-def gather_to_rank0(items: Sequence[Any], sink: Callable[[Any], None], *, chunk: int = 32) -> int:
-    """Hand every rank's ``items`` to ``sink`` on rank 0, ``chunk`` items per rank at a time.
-
-    Collective: every rank must call it. Memory on rank 0 is bounded by ``world * chunk`` items in flight
-    (``sink`` decides where they go). Items arrive rank by rank, each rank's in order.
-
-    Returns:
-        The total number of items over all ranks (on every rank).
-    """
-    if not is_distributed():
-        for item in items:
-            sink(item)
-        return len(items)
-    dist = torch.distributed
-    rank, world = rank_and_world()
-    counts: list[Any] = [None] * world
-    dist.all_gather_object(counts, len(items))
-    rounds = max(-(-int(c) // chunk) for c in counts)
-    for r in range(rounds):
-        part = list(items[r * chunk : (r + 1) * chunk])
-        received: list[Any] | None = [None] * world if rank == 0 else None
-        dist.gather_object(part, received, dst=0)
-        if rank == 0:
-            for block in received or []:
-                for item in block:
-                    sink(item)
-    return int(sum(counts))
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """``obj`` of rank ``src`` on every rank (collective; the identity in one process)."""
-    if not is_distributed():
-        return obj
-    box = [obj]
-    torch.distributed.broadcast_object_list(box, src=src)
-    return box[0]
-
-
-def all_sum(values: Sequence[float]) -> list[float]:
-    """Element-wise sum of ``values`` over the ranks (float64; collective)."""
-    if not is_distributed():
-        return [float(v) for v in values]
-    out: list[Any] = [None] * rank_and_world()[1]
-    torch.distributed.all_gather_object(out, [float(v) for v in values])
-    return [float(sum(col)) for col in zip(*out, strict=True)]
+from ptsed.inference.distributed import (
+    all_sum,
+    broadcast_object,
+    gather_to_rank0,
+    is_distributed,
+    rank_and_world,
+)
 
 
 def weights_digest(module: torch.nn.Module) -> str:
